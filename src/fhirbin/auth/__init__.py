@@ -1,0 +1,1 @@
+"""Tokens, scopes and clients: pure, no I/O, no web framework."""

@@ -1,0 +1,130 @@
+"""fhirbin's exception hierarchy.
+
+    FhirbinError                  status + FHIR IssueType code + diagnostics
+    ├── BadRequest                400 invalid
+    ├── Unauthorized              401 login   (WWW-Authenticate: Bearer, RFC 6750 §3)
+    ├── Forbidden                 403 forbidden (insufficient_scope)
+    ├── NotFound                  404 not-found
+    ├── MethodNotAllowed          405 not-supported
+    ├── NotAcceptable             406 not-supported
+    ├── Gone                      410 deleted
+    ├── PayloadTooLarge           413 too-long
+    ├── UnsupportedMediaType      415 not-supported
+    └── OAuthError                RFC 6749 §5.2 token-endpoint error (JSON, not an OperationOutcome)
+
+Code anywhere below ``api/`` raises these; ``api/errors.py`` alone turns them into responses.
+The IssueType codes follow R4 operationoutcome.html and the status mapping of
+shared/spec/fhir-binary-rules.md item 93.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class FhirbinError(Exception):
+    """An error with an HTTP status, a FHIR IssueType code and a message safe to show."""
+
+    status: int = 500
+    code: str = "exception"
+
+    def __init__(
+        self,
+        diagnostics: str,
+        *,
+        expression: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(diagnostics)
+        self.diagnostics = diagnostics
+        self.expression = expression
+        self.headers: dict[str, str] = dict(headers or {})
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(FhirbinError):
+    status = 400
+    code = "invalid"
+
+
+class Unauthorized(FhirbinError):
+    """401. ``error`` is the RFC 6750 error code; None when no credentials were sent (§3.1)."""
+
+    status = 401
+    code = "login"
+
+    def __init__(self, diagnostics: str, *, error: str | None = "invalid_token") -> None:
+        challenge = 'Bearer realm="fhirbin"'
+        if error is not None:
+            challenge += f', error="{error}", error_description="{_quote_safe(diagnostics)}"'
+        super().__init__(
+            diagnostics, expression="http.Authorization", headers={"WWW-Authenticate": challenge}
+        )
+        self.error = error
+
+
+class Forbidden(FhirbinError):
+    """403: the token is good but its scopes do not allow the interaction (RFC 6750 §3.1)."""
+
+    status = 403
+    code = "forbidden"
+
+    def __init__(self, diagnostics: str, *, scope: str | None = None) -> None:
+        challenge = 'Bearer realm="fhirbin", error="insufficient_scope"'
+        if scope:
+            challenge += f', scope="{scope}"'
+        super().__init__(
+            diagnostics, expression="http.Authorization", headers={"WWW-Authenticate": challenge}
+        )
+
+
+class NotFound(FhirbinError):
+    status = 404
+    code = "not-found"
+
+
+class MethodNotAllowed(FhirbinError):
+    status = 405
+    code = "not-supported"
+
+
+class NotAcceptable(FhirbinError):
+    status = 406
+    code = "not-supported"
+
+
+class Gone(FhirbinError):
+    status = 410
+    code = "deleted"
+
+
+class PayloadTooLarge(FhirbinError):
+    status = 413
+    code = "too-long"
+
+
+class UnsupportedMediaType(FhirbinError):
+    status = 415
+    code = "not-supported"
+
+
+class OAuthError(FhirbinError):
+    """An RFC 6749 §5.2 error from the token endpoint: rendered as ``{"error": ...}`` JSON."""
+
+    code = "security"
+
+    def __init__(self, error: str, description: str, *, status: int = 400) -> None:
+        headers = {}
+        if error == "invalid_client" and status == 401:
+            # RFC 6749 §5.2: 401 for invalid_client carries a WWW-Authenticate challenge.
+            headers["WWW-Authenticate"] = 'Basic realm="fhirbin"'
+        super().__init__(description, headers=headers)
+        self.error = error
+        self.status = status
+
+
+def _quote_safe(text: str) -> str:
+    """RFC 6750 §3: error_description is limited to printable ASCII without ``"`` and ``\\``."""
+    return "".join(c for c in text if 0x20 <= ord(c) <= 0x7E and c not in '"\\')

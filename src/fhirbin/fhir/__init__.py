@@ -1,0 +1,1 @@
+"""FHIR rules: pure functions and values, no I/O."""

@@ -1,0 +1,1 @@
+"""The catalogue: Binary versions and OAuth2 clients."""

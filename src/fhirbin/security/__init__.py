@@ -1,0 +1,1 @@
+"""Content screening and serving policy."""

@@ -1,0 +1,1 @@
+"""Content stores: bytes by SHA-256 key."""
