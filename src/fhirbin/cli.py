@@ -1,1 +1,236 @@
-def main() -> None: ...
+"""The ``fhirbin`` command: serve, client create/list/revoke, migrate, config-docs.
+
+The only module that reads the environment: settings come from the one table in config.py,
+``FHIRBIN_<NAME>`` variables first, then flags. ``serve`` runs granian with the ASGI interface;
+granian starts its workers from the import string ``fhirbin.cli:asgi_app``, which rebuilds the
+settings from the environment the parent prepared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+from rich.console import Console
+from rich.table import Table
+
+from fhirbin import __version__
+from fhirbin.auth.clients import hash_secret, new_client_id, new_client_secret
+from fhirbin.auth.scopes import validate_registration_scope
+from fhirbin.config import SETTINGS, Settings, SettingsError, load_settings, settings_markdown
+from fhirbin.metadata.base import Client
+from fhirbin.metadata.sql import SqlMetadataStore
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(os.environ, overrides)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """One click option per settings row marked ``serve_flag``; help text from the table."""
+    for setting in reversed([s for s in SETTINGS if s.serve_flag]):
+        kind: Any = click.Path(path_type=Path) if setting.type is Path else setting.type
+        func = click.option(
+            setting.flag,
+            setting.name,
+            type=kind,
+            default=None,
+            help=f"{setting.help} [env: {setting.env}; default: {setting.default}]",
+        )(func)
+    return func
+
+
+def _data_dir_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    setting = next(s for s in SETTINGS if s.name == "data_dir")
+    return click.option(
+        "--data-dir",
+        "data_dir",
+        type=click.Path(path_type=Path),
+        default=None,
+        help=f"{setting.help} [env: {setting.env}]",
+    )(func)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+    )
+
+
+@click.group()
+@click.version_option(__version__, prog_name="fhirbin")
+def cli() -> None:
+    """fhirbin: a FHIR R4 Binary service."""
+
+
+@cli.command()
+@_serve_options
+def serve(**flags: Any) -> None:
+    """Serve FHIR R4 at http://HOST:PORT/fhir on the embedded store (SQLite + a folder)."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    settings = _settings(**flags)
+    # Workers rebuild their settings from the environment (asgi_app below).
+    for setting in SETTINGS:
+        os.environ[setting.env] = str(getattr(settings, setting.name))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _migrate(settings)
+    click.echo(f"fhirbin {__version__} serving {settings.public_base_url}", err=True)
+    Granian(
+        target="fhirbin.cli:asgi_app",
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=settings.workers,
+        log_level=settings.log_level,  # type: ignore[arg-type]
+        websockets=False,
+    ).serve()
+
+
+def asgi_app() -> Any:
+    """Granian's factory target: one application per worker process."""
+    from fhirbin.api.app import create_app
+
+    settings = load_settings(os.environ)
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def _migrate(settings: Settings) -> None:
+    from fhirbin.metadata.migrate import migrate_sync
+
+    migrate_sync(settings.database_url)
+
+
+@cli.command()
+@_data_dir_option
+def migrate(data_dir: Path | None) -> None:
+    """Create or upgrade the catalogue schema (serve does this too)."""
+    settings = _settings(data_dir=data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _migrate(settings)
+    click.echo(f"catalogue at {settings.database_path} is up to date")
+
+
+@cli.group()
+def client() -> None:
+    """Register, list and revoke OAuth2 clients (works with or without a running server)."""
+
+
+async def _with_store(settings: Settings, work: Callable[[SqlMetadataStore], Any]) -> Any:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = await SqlMetadataStore.open(settings.database_url)
+    try:
+        return await work(store)
+    finally:
+        await store.close()
+
+
+@client.command("create")
+@click.argument("name")
+@click.option("--scope", required=True, help='Scopes the client may ask for, e.g. "system/Binary.rs".')
+@_data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def client_create(name: str, scope: str, data_dir: Path | None, as_json: bool) -> None:
+    """Register a client; prints its client_id and client_secret (shown only this once)."""
+    try:
+        scope = validate_registration_scope(scope)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scope") from exc
+    settings = _settings(data_dir=data_dir)
+    client_id, secret = new_client_id(), new_client_secret()
+    record = Client(
+        client_id=client_id,
+        name=name,
+        scope=scope,
+        secret_hash=hash_secret(secret),
+        created_at=datetime.now(UTC),
+    )
+    asyncio.run(_with_store(settings, lambda store: store.add_client(record)))
+    if as_json:
+        click.echo(json.dumps({"client_id": client_id, "client_secret": secret, "name": name, "scope": scope}))
+        return
+    click.echo(f"client_id:     {client_id}")
+    click.echo(f"client_secret: {secret}")
+    click.echo(f"scope:         {scope}")
+    click.echo("The secret is shown only now; fhirbin keeps only a slow hash of it.", err=True)
+
+
+@client.command("list")
+@_data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def client_list(data_dir: Path | None, as_json: bool) -> None:
+    """List registered clients (never their secrets)."""
+    clients: list[Client] = asyncio.run(
+        _with_store(_settings(data_dir=data_dir), lambda store: store.list_clients())
+    )
+    rows = [
+        {
+            "client_id": c.client_id,
+            "name": c.name,
+            "scope": c.scope,
+            "created_at": c.created_at.isoformat(),
+            "revoked_at": c.revoked_at.isoformat() if c.revoked_at else None,
+        }
+        for c in clients
+    ]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    table = Table("client_id", "name", "scope", "created", "status")
+    for row in rows:
+        status = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
+        table.add_row(row["client_id"], row["name"], row["scope"], row["created_at"], status)
+    Console().print(table)
+
+
+@client.command("revoke")
+@click.argument("client_id")
+@_data_dir_option
+def client_revoke(client_id: str, data_dir: Path | None) -> None:
+    """Revoke a client: no new tokens, and its live tokens stop working."""
+    when = datetime.now(UTC)
+    found = asyncio.run(
+        _with_store(_settings(data_dir=data_dir), lambda store: store.revoke_client(client_id, when))
+    )
+    if not found:
+        raise click.ClickException(f"no client with id {client_id}")
+    click.echo(f"revoked {client_id}")
+
+
+@cli.command("config-docs")
+@click.option("--write", is_flag=True, help="Rewrite docs/configuration.md and the README table.")
+def config_docs(write: bool) -> None:
+    """Print (or write) the configuration table generated from the settings table."""
+    from fhirbin.docs import write_config_docs
+
+    if write:
+        for path in write_config_docs(Path.cwd()):
+            click.echo(f"wrote {path}")
+    else:
+        click.echo(settings_markdown(), nl=False)
+
+
+def main() -> None:
+    cli()

@@ -140,6 +140,26 @@ class Settings:
     log_level: str
 
     @property
+    def public_base_url(self) -> str:
+        """The FHIR base URL clients use: Location, Bundle links, token ``iss`` and ``aud``.
+
+        Fixed per process rather than taken from each request's Host header, so tokens and
+        links do not depend on a header an attacker controls.
+        """
+        if self.base_url:
+            return self.base_url
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard bind has no usable name
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/fhir"
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite+aiosqlite:///{self.database_path}"
+
+    @property
     def database_path(self) -> Path:
         return self.data_dir / "fhirbin.db"
 

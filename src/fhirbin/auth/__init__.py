@@ -1,1 +1,4 @@
-"""Tokens, scopes and clients: pure, no I/O, no web framework."""
+"""Tokens, scopes and clients: pure, no web framework, no database.
+
+The one piece of I/O is ``keyfile``: loading, or creating on first start, the signing key file.
+"""

@@ -44,11 +44,11 @@ class Client:
         return self.revoked_at is None
 
 
-class VersionConflict(Exception):
+class VersionConflict(Exception):  # noqa: N818 -- the public name other packages use
     """Another writer already added that version of that id."""
 
 
-class ClientExists(Exception):
+class ClientExists(Exception):  # noqa: N818 -- the public name other packages use
     """A client with that client_id is already registered."""
 
 
@@ -63,6 +63,10 @@ class MetadataStore(Protocol):
 
     async def current_many(self, binary_ids: Sequence[str]) -> list[BinaryVersion]:
         """The newest non-deleted version of each id that has one, ordered by id."""
+        ...
+
+    async def current_all(self) -> list[BinaryVersion]:
+        """The newest version of every id whose newest version is not a deletion, ordered by id."""
         ...
 
     async def add_client(self, client: Client) -> None:

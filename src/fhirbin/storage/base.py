@@ -21,7 +21,7 @@ class BlobInfo:
     size: int
 
 
-class BlobNotFound(LookupError):
+class BlobNotFound(LookupError):  # noqa: N818 -- the public name other packages use
     """No blob is stored under that key."""
 
 

@@ -1,0 +1,110 @@
+"""create_app: builds the Starlette application from a Settings value.
+
+No module-level state: everything a request needs hangs off one ``Runtime`` per application,
+filled in by the lifespan (open the catalogue and run migrations, open the content store, load or
+create the signing key) and closed when the server stops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from fhirbin.api.errors import error_response, exception_handlers
+from fhirbin.api.middleware import AuthMiddleware, ClientStatusCache
+from fhirbin.api.routes import routes
+from fhirbin.auth.tokens import TokenIssuer, TokenVerifier, load_or_create_signing_key
+from fhirbin.config import Settings
+from fhirbin.metadata.base import MetadataStore
+from fhirbin.metadata.sql import SqlMetadataStore
+from fhirbin.service import BinaryService
+from fhirbin.storage.base import BlobStore
+from fhirbin.storage.filesystem import FilesystemBlobStore
+
+
+@dataclass
+class Runtime:
+    """What the handlers share; set up by the lifespan, never a module global."""
+
+    settings: Settings
+    base_url: str
+    _service: BinaryService | None = None
+    _issuer: TokenIssuer | None = None
+    _verifier: TokenVerifier | None = None
+    _clients: ClientStatusCache | None = None
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def service(self) -> BinaryService:
+        assert self._service is not None, "the application has not started"
+        return self._service
+
+    @property
+    def issuer(self) -> TokenIssuer:
+        assert self._issuer is not None, "the application has not started"
+        return self._issuer
+
+    @property
+    def verifier(self) -> TokenVerifier:
+        assert self._verifier is not None, "the application has not started"
+        return self._verifier
+
+    @property
+    def clients(self) -> ClientStatusCache:
+        assert self._clients is not None, "the application has not started"
+        return self._clients
+
+    @property
+    def catalogue(self) -> MetadataStore:
+        return self.service.catalogue
+
+
+async def _open(runtime: Runtime) -> None:
+    settings = runtime.settings
+    catalogue = await SqlMetadataStore.open(settings.database_url)
+    blobs: BlobStore = FilesystemBlobStore(settings.blob_dir)
+    runtime._service = BinaryService(blobs, catalogue, max_size=settings.max_binary_size)
+    key = load_or_create_signing_key(settings.signing_key_path)
+    issuer = TokenIssuer(key, issuer=runtime.base_url)
+    runtime._issuer = issuer
+    runtime._verifier = TokenVerifier({issuer.kid: key.public_key()}, issuer=runtime.base_url)
+
+    async def active(client_id: str) -> bool:
+        client = await catalogue.get_client(client_id)
+        return client is not None and client.active
+
+    runtime._clients = ClientStatusCache(active, settings.revocation_check_interval)
+
+
+def create_app(settings: Settings) -> Starlette:
+    runtime = Runtime(settings=settings, base_url=settings.public_base_url)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await _open(runtime)
+        try:
+            yield
+        finally:
+            await runtime.catalogue.close()
+
+    middleware = [
+        Middleware(
+            AuthMiddleware,
+            verifier=lambda: runtime.verifier,
+            clients=lambda: runtime.clients,
+            audience=runtime.base_url,
+            render=error_response,
+        )
+    ]
+    app = Starlette(
+        routes=routes(),
+        middleware=middleware,
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    return app

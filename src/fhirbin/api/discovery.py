@@ -1,0 +1,105 @@
+"""The public endpoints (decision D5): CapabilityStatement, SMART configuration, JWKS, tokens."""
+
+from __future__ import annotations
+
+import json
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhirbin import __version__
+from fhirbin.api.handlers import no_xml
+from fhirbin.api.requests import parse_form, read_body, runtime
+from fhirbin.api.responses import FHIR_JSON, json_response
+from fhirbin.auth.clients import check_token_request, parse_client_credentials, verify_secret
+from fhirbin.auth.scopes import SUPPORTED_SCOPES, grant
+from fhirbin.errors import FhirbinError, OAuthError
+from fhirbin.fhir.capability import capability_statement
+from fhirbin.fhir.negotiate import Representation, fhir_format, media_type_essence
+
+#: When this CapabilityStatement last changed (R4 capabilitystatement.html: date is 1..1).
+CAPABILITY_DATE = "2026-11-26"
+#: What the Binary endpoint really does today; the statement lists exactly this.
+INTERACTIONS = ("read", "create", "search-type")
+SEARCH_PARAMS = (("_id", "token", "Logical id; exact and case-sensitive, comma-separated = OR."),)
+
+
+async def metadata(request: Request) -> Response:
+    """GET [base]/metadata (R4 http.html#capabilities): public, always FHIR."""
+    fmt = fhir_format(request.query_params.get("_format"), request.headers.get("accept"))
+    if fmt is Representation.FHIR_XML:
+        raise no_xml()
+    statement = capability_statement(
+        base_url=runtime(request).base_url,
+        software_version=__version__,
+        date=CAPABILITY_DATE,
+        formats=["application/fhir+json", "json"],
+        interactions=INTERACTIONS,
+        search_params=SEARCH_PARAMS,
+    )
+    body = json.dumps(statement, separators=(",", ":"))
+    return Response(body, media_type=FHIR_JSON, headers={"Cache-Control": "no-cache"})
+
+
+async def smart_configuration(request: Request) -> Response:
+    """SMART App Launch 2.2 conformance.html#using-well-known: always JSON, absolute URLs."""
+    base = runtime(request).base_url
+    document = {
+        "token_endpoint": f"{base}/auth/token",
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": list(SUPPORTED_SCOPES),
+        "response_types_supported": ["token"],
+        "capabilities": ["client-confidential-symmetric", "permission-v2", "permission-v1"],
+        # REQUIRED by SMART 2.2 even for a server without authorization_code (MUST list S256).
+        "code_challenge_methods_supported": ["S256"],
+    }
+    return json_response(document, media_type="application/json")
+
+
+async def jwks(request: Request) -> Response:
+    """The public keys that verify fhirbin's access tokens (RFC 7517 JWK Set)."""
+    return json_response(
+        runtime(request).issuer.jwks(),
+        media_type="application/json",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+async def token(request: Request) -> Response:
+    """OAuth2 client_credentials (RFC 6749 §4.4) with client_secret_basic / client_secret_post."""
+    rt = runtime(request)
+    if media_type_essence(request.headers.get("content-type", "")) != (
+        "application/x-www-form-urlencoded"
+    ):
+        raise OAuthError("invalid_request", "The token request must be form-encoded.")
+    try:
+        pairs = parse_form(await read_body(request, 64 * 1024))
+    except FhirbinError as exc:
+        raise OAuthError("invalid_request", exc.diagnostics) from exc
+    form = dict(pairs)
+    if len(form) != len(pairs):  # RFC 6749 §3.2: parameters MUST NOT repeat
+        raise OAuthError("invalid_request", "A token request parameter was sent more than once.")
+    requested = check_token_request(form)
+    credentials = parse_client_credentials(request.headers.get("authorization"), form)
+    client = await rt.catalogue.get_client(credentials.client_id)
+    known = client.secret_hash if client is not None and client.active else None
+    # argon2 is deliberately slow: keep it off the event loop.
+    valid = await anyio.to_thread.run_sync(verify_secret, known, credentials.client_secret)
+    if client is None or not valid:
+        raise OAuthError("invalid_client", "Client authentication failed.", status=401)
+    granted = grant(requested, client.scope)
+    if not granted:
+        raise OAuthError("invalid_scope", "None of the requested scopes can be granted to this client.")
+    ttl = rt.settings.access_token_ttl
+    access_token = rt.issuer.issue(
+        audience=rt.base_url, client_id=client.client_id, scope=granted, ttl=ttl
+    )
+    payload = {"access_token": access_token, "token_type": "bearer", "expires_in": ttl, "scope": granted}
+    return json_response(
+        payload,
+        media_type="application/json",
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )

@@ -1,0 +1,101 @@
+"""The ONE place errors become HTTP responses.
+
+- ``FhirbinError`` → an ``application/fhir+json`` OperationOutcome with the error's status and
+  IssueType (R4 operationoutcome.html; http.html "SHOULD return an OperationOutcome" on failure),
+  plus its headers (``WWW-Authenticate`` on 401/403, RFC 6750 §3).
+- ``OAuthError`` → RFC 6749 §5.2 JSON ``{"error", "error_description"}`` with ``no-store``.
+- Starlette's own 404 (no route) and 405 (method) → OperationOutcome too.
+- Anything else → a 500 OperationOutcome carrying only an incident id; the traceback goes to the
+  log under that id, never to the client (R4 security.html#http).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import structlog
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhirbin.errors import FhirbinError, MethodNotAllowed, NotFound, OAuthError
+from fhirbin.fhir.outcome import operation_outcome
+
+FHIR_JSON = "application/fhir+json; charset=utf-8"
+log = structlog.get_logger("fhirbin.api")
+
+# Headers every error carries: errors may quote request data, and are never cached.
+_COMMON = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+
+
+def outcome_response(
+    status: int,
+    code: str,
+    diagnostics: str,
+    *,
+    expression: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body = operation_outcome(code, diagnostics, expression=expression)
+    return Response(
+        json.dumps(body, separators=(",", ":")).encode(),
+        status_code=status,
+        headers={**_COMMON, **(headers or {})},
+        media_type=FHIR_JSON,
+    )
+
+
+def error_response(exc: Exception) -> Response:
+    """Render any exception; safe to call from middleware and handlers alike."""
+    if isinstance(exc, OAuthError):
+        payload = {"error": exc.error, "error_description": exc.diagnostics}
+        return Response(
+            json.dumps(payload).encode(),
+            status_code=exc.status,
+            headers={**exc.headers, "Cache-Control": "no-store", "Pragma": "no-cache"},
+            media_type="application/json",
+        )
+    if isinstance(exc, FhirbinError):
+        return outcome_response(
+            exc.status,
+            exc.code,
+            exc.diagnostics,
+            expression=exc.expression,
+            headers=exc.headers,
+        )
+    if isinstance(exc, HTTPException):
+        return _http_exception(exc)
+    incident = str(uuid.uuid4())
+    log.error("unhandled error", incident=incident, exc_info=exc)
+    return outcome_response(
+        500,
+        "exception",
+        f"The server failed to process the request. Incident id {incident}.",
+    )
+
+
+def _http_exception(exc: HTTPException) -> Response:
+    """Starlette raises these for unmatched routes (404) and methods (405)."""
+    err: FhirbinError
+    if exc.status_code == 404:
+        err = NotFound("No route matches this URL on this FHIR server.")
+    elif exc.status_code == 405:
+        err = MethodNotAllowed("This HTTP method is not supported for this URL.")
+        if exc.headers and "Allow" in exc.headers:
+            err.headers["Allow"] = exc.headers["Allow"]
+    else:
+        err = FhirbinError(str(exc.detail))
+        err.status = exc.status_code
+        err.code = "processing"
+    return error_response(err)
+
+
+async def _handle(request: Request, exc: Exception) -> Response:
+    return error_response(exc)
+
+
+def exception_handlers() -> dict[Any, Any]:
+    """For ``Starlette(exception_handlers=...)``."""
+    return {Exception: _handle, HTTPException: _handle, FhirbinError: _handle}

@@ -1,0 +1,73 @@
+"""Small request helpers shared by the handlers: the runtime, scope checks, bounded bodies."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
+
+from starlette.requests import ClientDisconnect, Request
+
+from fhirbin.api.middleware import CLAIMS_KEY
+from fhirbin.auth.scopes import allows, needed_scope
+from fhirbin.auth.tokens import AccessClaims
+from fhirbin.errors import BadRequest, FhirbinError, Forbidden, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from fhirbin.api.app import Runtime
+
+_ACTION_NAMES = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def require(request: Request, action: str) -> AccessClaims:
+    """SMART scopes-and-launch-context: the token's scopes must hold ``action`` for Binary."""
+    claims: AccessClaims = request.scope[CLAIMS_KEY]
+    if not allows(claims.scope, action):
+        needed = needed_scope(action)
+        raise Forbidden(
+            f"The access token's scopes do not allow {_ACTION_NAMES[action]} on Binary "
+            f"(needs {needed}).",
+            scope=needed,
+        )
+    return claims
+
+
+def content_length(request: Request) -> int | None:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise BadRequest("Content-Length is not a number.", expression="http.Content-Length")
+    return int(raw)
+
+
+async def read_body(request: Request, limit: int, error: FhirbinError | None = None) -> bytes:
+    """The whole body, refusing more than ``limit`` bytes before and while reading."""
+    too_big = error or PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+    declared = content_length(request)
+    if declared is not None and declared > limit:
+        raise too_big
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_big
+            parts.append(chunk)
+    except ClientDisconnect as exc:
+        raise BadRequest("The client closed the connection before the body was complete.") from exc
+    return b"".join(parts)
+
+
+def parse_form(body: bytes) -> list[tuple[str, str]]:
+    """application/x-www-form-urlencoded (UTF-8) into name/value pairs."""
+    try:
+        text = body.decode("utf-8")
+        return parse_qsl(text, keep_blank_values=True, strict_parsing=False, errors="strict")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest("The form body is not valid UTF-8 application/x-www-form-urlencoded.") from exc

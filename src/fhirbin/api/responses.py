@@ -1,0 +1,93 @@
+"""Responses: streamed content, whole-file sends, FHIR JSON, and the validators they carry.
+
+``StreamedResponse`` sends its headers exactly as given (Starlette would append a charset to
+``text/*`` types, but R4 binary.html#rest wants ``Content-Type`` to be ``Binary.contentType``
+verbatim). A whole local file goes out through the ASGI ``http.response.pathsend`` extension
+when the server offers it (granian does), so Python never touches the bytes; otherwise it is
+streamed in chunks. HEAD gets the same headers and no body (R4 http.html#head).
+Once the body has started, an error cannot become an OperationOutcome any more: the exception
+propagates and the server aborts the connection, so a client never mistakes a truncated body
+for a complete one (Content-Length is always sent).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from fhirbin.fhir.binary import BinaryMeta, etag, http_date
+
+FHIR_JSON = "application/fhir+json; charset=utf-8"
+
+
+class StreamedResponse(Response):
+    def __init__(
+        self,
+        *,
+        status_code: int,
+        headers: Mapping[str, str],
+        body: AsyncIterable[bytes] | None = None,
+        path: Path | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body_iter = body
+        self.path = path
+        self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await _close(self.body_iter)
+            return
+        if self.path is not None and "http.response.pathsend" in scope.get("extensions", {}):
+            await send({"type": "http.response.pathsend", "path": str(self.path)})
+            return
+        if self.body_iter is not None:
+            async for chunk in self.body_iter:
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _close(body: AsyncIterable[bytes] | None) -> None:
+    aclose = getattr(body, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def validator_headers(meta: BinaryMeta) -> dict[str, str]:
+    """Headers every read of a Binary carries, native or FHIR (R4 binary.html#rest, D1).
+
+    ``Cache-Control: private``: Binary content is usually PHI and must never be kept by a
+    shared cache; ``Vary: Accept`` because the same URL answers native bytes or FHIR JSON.
+    """
+    headers = {
+        "ETag": etag(meta.version),
+        "Last-Modified": http_date(meta.last_updated),
+        "Cache-Control": "private",
+        "Vary": "Accept",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if meta.security_context:
+        headers["X-Security-Context"] = meta.security_context
+    return headers
+
+
+def json_response(
+    payload: Any, *, status_code: int = 200, media_type: str = FHIR_JSON, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(
+        json.dumps(payload, separators=(",", ":")).encode(),
+        status_code=status_code,
+        media_type=media_type,
+        headers=dict(headers or {}),
+    )

@@ -1,0 +1,95 @@
+"""Schema migrations: bringing a catalogue database up to the schema this release needs.
+
+The Alembic environment ships inside the package (``migrations/``) and is configured here in
+code, so no alembic.ini is needed at runtime. An upgrade runs in one write transaction: on SQLite
+that is BEGIN IMMEDIATE, so two processes starting together take turns and the second finds the
+schema already at head. Upgrading an up-to-date database does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import anyio.to_thread
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import NullPool
+
+from fhirbin.metadata.engine import create_engine, write_transaction
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config() -> Config:
+    """The Alembic configuration of the packaged migrations (no file behind it)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    # Stated explicitly: without it Alembic warns that it falls back to legacy path splitting.
+    config.set_main_option("path_separator", "os")
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision this release knows."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations found in {MIGRATIONS}")
+    return head
+
+
+def _upgrade_on(connection: Connection) -> None:
+    config = alembic_config()
+    # env.py runs the revisions on this connection, inside the caller's transaction.
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _revision_of(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def upgrade(engine: AsyncEngine) -> None:
+    """Upgrade the database behind ``engine`` to head, on the caller's event loop.
+
+    Used by the store on its own engine, which also makes in-memory SQLite databases work.
+    """
+    async with write_transaction(engine) as connection:
+        await connection.run_sync(_upgrade_on)
+
+
+async def schema_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at; None if it was never migrated."""
+    async with engine.connect() as connection:
+        return await connection.run_sync(_revision_of)
+
+
+async def _migrate(url: str) -> None:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+def migrate_sync(url: str) -> None:
+    """Upgrade the database at ``url`` to head; for the command line.
+
+    Runs its own event loop, so it must not be called from a thread that is running one: use
+    ``migrate`` there.
+    """
+    asyncio.run(_migrate(url))
+
+
+async def migrate(url: str) -> None:
+    """Upgrade the database at ``url`` to head from async code.
+
+    Alembic's work is synchronous (it imports the revision scripts and runs them), so it runs in
+    a worker thread with its own event loop instead of stalling the caller's. An in-memory SQLite
+    URL names a different database on every connection: use ``SqlMetadataStore.open`` for those.
+    """
+    await anyio.to_thread.run_sync(migrate_sync, url)

@@ -1,0 +1,208 @@
+"""SqlMetadataStore: the MetadataStore on SQLAlchemy Core (async), for SQLite now and PostgreSQL.
+
+This module owns the queries and the mapping between rows and the dataclasses of ``base``:
+datetimes become integer microseconds since the Unix epoch (UTC) and come back timezone-aware.
+Every query is portable SQL; database-specific setup lives in ``engine``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import RowMapping, Select, false, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fhirbin.metadata import migrate as migrations
+from fhirbin.metadata.base import BinaryVersion, Client, ClientExists, VersionConflict
+from fhirbin.metadata.engine import create_engine, sqlite_url, write_transaction
+from fhirbin.metadata.schema import binary_version, client
+
+__all__ = ["SqlMetadataStore", "from_micros", "sqlite_url", "to_micros"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+# Ids per current_many query: far below the bound-parameter limits of SQLite (32766) and
+# asyncpg (32767), so any number of ids works, in one query for every realistic page.
+_IDS_PER_QUERY = 500
+
+
+def to_micros(when: datetime) -> int:
+    """Microseconds since the Unix epoch; exact integer arithmetic, no float rounding."""
+    if when.utcoffset() is None:
+        raise ValueError("a naive datetime has no defined instant; pass a timezone-aware one")
+    return (when - _EPOCH) // _MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _version_from_row(row: RowMapping) -> BinaryVersion:
+    return BinaryVersion(
+        id=row["id"],
+        version=row["version"],
+        last_updated=from_micros(row["last_updated"]),
+        content_type=row["content_type"],
+        security_context=row["security_context"],
+        size=row["size"],
+        sha256=row["sha256"],
+        deleted=bool(row["deleted"]),
+    )
+
+
+def _client_from_row(row: RowMapping) -> Client:
+    revoked_at = row["revoked_at"]
+    return Client(
+        client_id=row["client_id"],
+        name=row["name"],
+        scope=row["scope"],
+        secret_hash=row["secret_hash"],
+        created_at=from_micros(row["created_at"]),
+        revoked_at=None if revoked_at is None else from_micros(revoked_at),
+    )
+
+
+def _live_current_versions(ids: Sequence[str] | None) -> Select[*tuple[Any, ...]]:
+    """The newest version of each id (of ``ids``, or of all) unless it is a deletion marker."""
+    newest_first = func.row_number().over(
+        partition_by=binary_version.c.id, order_by=binary_version.c.version.desc()
+    )
+    ranked_query = select(binary_version, newest_first.label("rank"))
+    if ids is not None:
+        ranked_query = ranked_query.where(binary_version.c.id.in_(ids))
+    ranked = ranked_query.subquery()
+    columns = [ranked.c[column.name] for column in binary_version.columns]
+    return select(*columns).where(ranked.c.rank == 1, ranked.c.deleted == false())
+
+
+def _by_id(versions: list[BinaryVersion]) -> list[BinaryVersion]:
+    # Sorted here rather than by ORDER BY: PostgreSQL compares text by the database's collation,
+    # SQLite by bytes; the contract's order must not depend on the database.
+    return sorted(versions, key=lambda version: version.id)
+
+
+class SqlMetadataStore:
+    """The catalogue in a SQL database reached through one async engine (a connection pool)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True) -> SqlMetadataStore:
+        """Connect to ``url`` and, unless told otherwise, upgrade its schema to head."""
+        engine = create_engine(url)
+        try:
+            if migrate:
+                await migrations.upgrade(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # Binary versions.
+
+    async def add_version(self, version: BinaryVersion) -> None:
+        values: dict[str, Any] = {
+            "id": version.id,
+            "version": version.version,
+            "last_updated": to_micros(version.last_updated),
+            "content_type": version.content_type,
+            "security_context": version.security_context,
+            "size": version.size,
+            "sha256": version.sha256,
+            "deleted": version.deleted,
+        }
+        try:
+            async with write_transaction(self.engine) as connection:
+                await connection.execute(insert(binary_version).values(values))
+        except IntegrityError as error:
+            # The primary key is the only unique constraint, but a NOT NULL violation is an
+            # IntegrityError too: only call it a conflict when the row really is there.
+            if await self._has_version(version.id, version.version):
+                raise VersionConflict(f"{version.id} version {version.version} exists") from error
+            raise
+
+    async def _has_version(self, binary_id: str, version: int) -> bool:
+        query = select(binary_version.c.version).where(
+            binary_version.c.id == binary_id, binary_version.c.version == version
+        )
+        async with self.engine.connect() as connection:
+            return (await connection.execute(query)).first() is not None
+
+    async def current(self, binary_id: str) -> BinaryVersion | None:
+        # Served by the primary key index on (id, version): one index probe, no sort.
+        query = (
+            select(binary_version)
+            .where(binary_version.c.id == binary_id)
+            .order_by(binary_version.c.version.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(query)).mappings().first()
+        return None if row is None else _version_from_row(row)
+
+    async def current_many(self, binary_ids: Sequence[str]) -> list[BinaryVersion]:
+        wanted = sorted(set(binary_ids))
+        found: list[BinaryVersion] = []
+        async with self.engine.connect() as connection:
+            for start in range(0, len(wanted), _IDS_PER_QUERY):
+                query = _live_current_versions(wanted[start : start + _IDS_PER_QUERY])
+                result = await connection.execute(query)
+                found.extend(_version_from_row(row) for row in result.mappings())
+        return _by_id(found)
+
+    async def current_all(self) -> list[BinaryVersion]:
+        async with self.engine.connect() as connection:
+            result = await connection.execute(_live_current_versions(None))
+            return _by_id([_version_from_row(row) for row in result.mappings()])
+
+    # Clients.
+
+    async def add_client(self, new: Client) -> None:
+        values: dict[str, Any] = {
+            "client_id": new.client_id,
+            "name": new.name,
+            "scope": new.scope,
+            "secret_hash": new.secret_hash,
+            "created_at": to_micros(new.created_at),
+            "revoked_at": None if new.revoked_at is None else to_micros(new.revoked_at),
+        }
+        try:
+            async with write_transaction(self.engine) as connection:
+                await connection.execute(insert(client).values(values))
+        except IntegrityError as error:
+            if await self.get_client(new.client_id) is not None:
+                raise ClientExists(new.client_id) from error
+            raise
+
+    async def get_client(self, client_id: str) -> Client | None:
+        query = select(client).where(client.c.client_id == client_id)
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(query)).mappings().first()
+        return None if row is None else _client_from_row(row)
+
+    async def list_clients(self) -> list[Client]:
+        query = select(client).order_by(client.c.created_at, client.c.client_id)
+        async with self.engine.connect() as connection:
+            result = await connection.execute(query)
+            return [_client_from_row(row) for row in result.mappings()]
+
+    async def revoke_client(self, client_id: str, when: datetime) -> bool:
+        # Only the first revocation is recorded; revoking again keeps the original time.
+        revoke = (
+            update(client)
+            .where(client.c.client_id == client_id, client.c.revoked_at.is_(None))
+            .values(revoked_at=to_micros(when))
+        )
+        exists = select(client.c.client_id).where(client.c.client_id == client_id)
+        async with write_transaction(self.engine) as connection:
+            if (await connection.execute(revoke)).rowcount == 1:
+                return True
+            return (await connection.execute(exists)).first() is not None

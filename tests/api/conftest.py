@@ -1,0 +1,67 @@
+"""Shared fixtures: a real application over a real SQLite file and a real blob folder."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from fhirbin.api.app import create_app
+from fhirbin.config import Settings, load_settings
+from tests.support import ALL_SCOPES, BASE, register
+
+TokenFactory = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(
+        {},
+        {
+            "data_dir": tmp_path / "data",
+            "base_url": BASE,
+            "revocation_check_interval": 0,
+            "max_binary_size": 1024 * 1024,
+        },
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def token_for(app: Starlette, client: httpx.AsyncClient) -> TokenFactory:
+    """Get a real token through the real token endpoint for a new client with ``scope``."""
+
+    async def make(scope: str = ALL_SCOPES) -> str:
+        client_id, secret = await register(app, scope)
+        response = await client.post(
+            "/fhir/auth/token",
+            data={"grant_type": "client_credentials", "scope": scope},
+            auth=(client_id, secret),
+        )
+        assert response.status_code == 200, response.text
+        token: str = response.json()["access_token"]
+        return token
+
+    return make
+
+
+@pytest.fixture
+async def auth(token_for: TokenFactory) -> dict[str, str]:
+    """Authorization headers of a client holding every Binary scope."""
+    return {"Authorization": f"Bearer {await token_for()}"}

@@ -1,0 +1,41 @@
+"""The public endpoints: CapabilityStatement and SMART configuration."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.support import BASE
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_metadata_is_public_and_lists_exactly_what_works(client: httpx.AsyncClient) -> None:
+    response = await client.get("/fhir/metadata")
+    assert response.status_code == 200
+    statement = response.json()
+    assert statement["resourceType"] == "CapabilityStatement"
+    assert statement["kind"] == "instance"
+    assert statement["fhirVersion"] == "4.0.1"
+    assert statement["software"]["name"] == "fhirbin"
+    assert "application/fhir+xml" not in statement["format"]
+    (rest,) = statement["rest"]
+    assert rest["security"]["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+    (binary,) = rest["resource"]
+    assert binary["type"] == "Binary"
+    assert sorted(i["code"] for i in binary["interaction"]) == ["create", "read", "search-type"]
+    assert [p["name"] for p in binary["searchParam"]] == ["_id"]
+
+
+async def test_smart_configuration_is_public_json_with_absolute_urls(client: httpx.AsyncClient) -> None:
+    response = await client.get("/fhir/.well-known/smart-configuration", headers={"Accept": "text/html"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    config = response.json()
+    assert config["token_endpoint"] == f"{BASE}/auth/token"
+    assert config["jwks_uri"] == f"{BASE}/.well-known/jwks.json"
+    assert config["grant_types_supported"] == ["client_credentials"]
+    assert set(config["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "client_secret_post"}
+    assert "system/Binary.rs" in config["scopes_supported"]
+    assert "permission-v2" in config["capabilities"]
+    assert config["code_challenge_methods_supported"] == ["S256"]

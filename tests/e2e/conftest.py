@@ -1,0 +1,95 @@
+"""Start `fhirbin serve` as a real subprocess on a free port, and talk to it over sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+FHIRBIN = shutil.which("fhirbin", path=str(Path(sys.executable).parent)) or "fhirbin"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    base: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [FHIRBIN, *args, "--data-dir", str(self.data_dir)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+
+    def new_client(self, scope: str = "system/Binary.rs system/Binary.cud") -> tuple[str, str]:
+        out = json.loads(self.cli("client", "create", "e2e", "--scope", scope, "--json").stdout)
+        return out["client_id"], out["client_secret"]
+
+    def token(self, scope: str = "system/Binary.rs system/Binary.cud") -> str:
+        client_id, secret = self.new_client(scope)
+        response = httpx.post(
+            f"{self.base}/auth/token",
+            data={"grant_type": "client_credentials", "scope": scope},
+            auth=(client_id, secret),
+        )
+        response.raise_for_status()
+        token: str = response.json()["access_token"]
+        return token
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("e2e")
+    data_dir = root / "data"
+    port = free_port()
+    log = root / "server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FHIRBIN_")}
+    env.update({"FHIRBIN_MAX_BINARY_SIZE": str(64 * 1024 * 1024), "FHIRBIN_REVOCATION_CHECK_INTERVAL": "0"})
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [FHIRBIN, "serve", "--port", str(port), "--data-dir", str(data_dir)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    base = f"http://127.0.0.1:{port}/fhir"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/metadata", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"fhirbin serve did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+    try:
+        yield Server(base=base, data_dir=data_dir, process=process, log=log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -1,0 +1,264 @@
+"""The BlobStore contract, run against every store, plus what only the filesystem store promises."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import time
+import tracemalloc
+from collections.abc import AsyncIterator, Iterable
+from contextlib import aclosing
+from pathlib import Path
+
+import anyio
+import pytest
+
+from fhirbin.storage.base import BlobNotFound, BlobStore
+from fhirbin.storage.filesystem import FilesystemBlobStore
+from fhirbin.storage.memory import MemoryBlobStore
+
+pytestmark = pytest.mark.anyio
+
+MIB = 1 << 20
+
+
+class UploadAbortedError(Exception):
+    """Stands in for a size limit or a client disconnect raised by the chunk iterator."""
+
+
+@pytest.fixture(params=["filesystem", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+    if request.param == "filesystem":
+        return FilesystemBlobStore(tmp_path / "blobs", chunk_size=1000)
+    return MemoryBlobStore(chunk_size=1000)
+
+
+async def chunks(parts: Iterable[bytes]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def failing_chunks(parts: Iterable[bytes]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+    raise UploadAbortedError
+
+
+async def read(store: BlobStore, key: str, start: int = 0, end: int | None = None) -> bytes:
+    return b"".join([piece async for piece in store.open(key, start, end)])
+
+
+def blob_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and p.parent != root / "tmp"]
+
+
+def temp_files(root: Path) -> list[Path]:
+    return list((root / "tmp").glob("*")) if (root / "tmp").exists() else []
+
+
+async def test_put_then_open_returns_the_same_bytes_under_their_sha256(store: BlobStore) -> None:
+    data = os.urandom(2500)
+    info = await store.put(chunks([data[:1], data[1:1200], data[1200:]]))
+    assert info.key == hashlib.sha256(data).hexdigest()
+    assert info.size == len(data)
+    assert await store.exists(info.key)
+    assert await read(store, info.key) == data
+
+
+async def test_open_streams_in_pieces_of_chunk_size(store: BlobStore) -> None:
+    info = await store.put(chunks([b"x" * 2500]))
+    assert [len(p) async for p in store.open(info.key)] == [1000, 1000, 500]
+
+
+async def test_identical_content_is_stored_once(store: BlobStore, tmp_path: Path) -> None:
+    first = await store.put(chunks([b"same bytes"]))
+    second = await store.put(chunks([b"same ", b"bytes"]))
+    assert first == second
+    if isinstance(store, FilesystemBlobStore):
+        assert blob_files(store.root) == [store.path(first.key)]
+        assert temp_files(store.root) == []
+
+
+async def test_empty_content_is_a_valid_blob(store: BlobStore) -> None:
+    info = await store.put(chunks([]))
+    assert info.key == hashlib.sha256(b"").hexdigest()
+    assert info.size == 0
+    assert await store.exists(info.key)
+    assert await read(store, info.key) == b""
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        (0, None, slice(0, 2500)),
+        (10, 20, slice(10, 20)),
+        (999, 1001, slice(999, 1001)),
+        (1500, None, slice(1500, 2500)),
+        (0, 1, slice(0, 1)),
+        (2000, 9000, slice(2000, 2500)),
+        (2500, None, slice(0, 0)),
+        (9000, None, slice(0, 0)),
+        (30, 30, slice(0, 0)),
+        (30, 10, slice(0, 0)),
+    ],
+)
+async def test_open_returns_exactly_the_requested_range(
+    store: BlobStore, start: int, end: int | None, expected: slice
+) -> None:
+    data = os.urandom(2500)
+    info = await store.put(chunks([data]))
+    assert await read(store, info.key, start, end) == data[expected]
+
+
+async def test_negative_range_bounds_are_rejected(store: BlobStore) -> None:
+    info = await store.put(chunks([b"abc"]))
+    with pytest.raises(ValueError, match="non-negative"):
+        await read(store, info.key, -1)
+
+
+async def test_many_small_chunks_are_reassembled_in_order(store: BlobStore) -> None:
+    parts = [bytes([i % 256]) * (i % 7) for i in range(5000)]
+    info = await store.put(chunks(parts))
+    assert info.size == sum(map(len, parts))
+    assert await read(store, info.key) == b"".join(parts)
+
+
+async def test_failing_chunk_iterator_propagates_and_publishes_nothing(store: BlobStore) -> None:
+    # More than one write buffer, so the filesystem store has already written to its temp file.
+    written = os.urandom(3 * MIB)
+    with pytest.raises(UploadAbortedError):
+        await store.put(failing_chunks([written[i : i + 65536] for i in range(0, 3 * MIB, 65536)]))
+    assert not await store.exists(hashlib.sha256(written).hexdigest())
+    if isinstance(store, FilesystemBlobStore):
+        assert blob_files(store.root) == []
+        assert temp_files(store.root) == []
+
+
+async def test_cancelled_upload_publishes_nothing_and_leaves_no_temp_file(store: BlobStore) -> None:
+    async def stalls_after_two_mib() -> AsyncIterator[bytes]:
+        yield b"a" * (2 * MIB)
+        await anyio.sleep_forever()
+        yield b"never"
+
+    with anyio.move_on_after(0.5) as scope:
+        await store.put(stalls_after_two_mib())
+    assert scope.cancelled_caught
+    assert not await store.exists(hashlib.sha256(b"a" * (2 * MIB)).hexdigest())
+    if isinstance(store, FilesystemBlobStore):
+        assert blob_files(store.root) == []
+        assert temp_files(store.root) == []
+
+
+async def test_unknown_key_raises_blob_not_found_on_first_iteration(store: BlobStore) -> None:
+    key = hashlib.sha256(b"never stored").hexdigest()
+    with pytest.raises(BlobNotFound):
+        await anext(store.open(key))
+    assert not await store.exists(key)
+    assert store.path(key) is None
+
+
+@pytest.mark.parametrize(
+    "key", ["../../etc/passwd", "", "A" * 64, "a" * 63, "a" * 65, "/" + "a" * 63, "ab/cd"]
+)
+async def test_malformed_key_is_not_found_and_never_touches_the_filesystem(
+    store: BlobStore, key: str
+) -> None:
+    with pytest.raises(BlobNotFound):
+        await read(store, key)
+    assert not await store.exists(key)
+    assert store.path(key) is None
+    await store.delete(key)  # no error, nothing removed
+
+
+async def test_delete_removes_the_blob_and_is_idempotent(store: BlobStore) -> None:
+    info = await store.put(chunks([b"to be deleted"]))
+    await store.delete(info.key)
+    assert not await store.exists(info.key)
+    with pytest.raises(BlobNotFound):
+        await read(store, info.key)
+    await store.delete(info.key)
+
+
+async def test_blob_can_be_stored_again_after_delete(store: BlobStore) -> None:
+    info = await store.put(chunks([b"phoenix"]))
+    await store.delete(info.key)
+    assert await store.put(chunks([b"phoenix"])) == info
+    assert await read(store, info.key) == b"phoenix"
+
+
+async def test_memory_store_has_no_local_path() -> None:
+    store = MemoryBlobStore()
+    info = await store.put(chunks([b"abc"]))
+    assert store.path(info.key) is None
+
+
+# Filesystem-only promises.
+
+
+@pytest.fixture
+def fs_store(tmp_path: Path) -> FilesystemBlobStore:
+    return FilesystemBlobStore(tmp_path / "blobs")
+
+
+async def test_published_file_is_read_only_and_fanned_out_by_hash(
+    fs_store: FilesystemBlobStore,
+) -> None:
+    info = await fs_store.put(chunks([b"immutable"]))
+    path = fs_store.path(info.key)
+    assert path == fs_store.root / info.key[:2] / info.key[2:4] / info.key
+    assert path.read_bytes() == b"immutable"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+
+
+async def test_large_put_in_small_chunks_keeps_memory_flat(fs_store: FilesystemBlobStore) -> None:
+    piece = os.urandom(64 * 1024)
+    total = 48 * MIB
+    expected = hashlib.sha256()
+    for _ in range(total // len(piece)):
+        expected.update(piece)
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(total // len(piece)):
+            yield piece
+
+    tracemalloc.start()
+    try:
+        info = await fs_store.put(body())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info.size == total
+    assert info.key == expected.hexdigest()
+    assert peak < 8 * MIB, f"peak traced memory {peak / MIB:.1f} MiB"
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+async def test_stopping_a_read_early_closes_the_file(fs_store: FilesystemBlobStore) -> None:
+    info = await fs_store.put(chunks([os.urandom(3 * MIB)]))
+    before = len(os.listdir("/proc/self/fd"))
+    async with aclosing(fs_store.open(info.key)) as stream:
+        async for _ in stream:
+            assert len(os.listdir("/proc/self/fd")) == before + 1
+            break
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+async def test_sweep_temp_removes_only_abandoned_temp_files(fs_store: FilesystemBlobStore) -> None:
+    info = await fs_store.put(chunks([b"published"]))
+    temp_dir = fs_store.root / "tmp"
+    abandoned = temp_dir / "abandoned.part"
+    fresh = temp_dir / "in-progress.part"
+    abandoned.write_bytes(b"half an upload")
+    fresh.write_bytes(b"still uploading")
+    an_hour_ago = time.time() - 3600
+    os.utime(abandoned, (an_hour_ago, an_hour_ago))
+
+    assert await fs_store.sweep_temp(older_than_seconds=600) == 1
+    assert not abandoned.exists()
+    assert fresh.exists()
+    assert await fs_store.exists(info.key)
+
+
+async def test_sweep_temp_on_a_new_root_removes_nothing(tmp_path: Path) -> None:
+    assert await FilesystemBlobStore(tmp_path / "nothing-yet").sweep_temp(0) == 0

@@ -1,0 +1,58 @@
+"""Imports go one way (shared/design/architecture.md): a wrong import fails here."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "fhirbin"
+
+#: package → fhirbin packages it must never import
+FORBIDDEN = {
+    "fhir": {"api", "service", "storage", "metadata", "auth", "security", "cli"},
+    "auth": {"api", "service", "storage", "metadata", "cli"},
+    "security": {"api", "service", "storage", "metadata", "cli"},
+    "storage": {"api", "service", "fhir", "metadata", "auth", "security", "cli"},
+    "metadata": {"api", "service", "fhir", "storage", "auth", "security", "cli"},
+    "service": {"api", "cli"},
+    "api": {"cli"},
+}
+WEB = ("starlette", "granian", "httpx")
+
+
+def imports_of(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def package_of(path: Path) -> str:
+    rel = path.relative_to(SRC)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def modules() -> list[Path]:
+    return sorted(SRC.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_imports_go_one_way(path: Path) -> None:
+    package = package_of(path)
+    for name in imports_of(path):
+        parts = name.split(".")
+        if parts[0] == "fhirbin" and len(parts) > 1:
+            assert parts[1] not in FORBIDDEN.get(package, set()), f"{package} imports {name}"
+        if package != "api" and package != "cli":
+            assert not name.startswith(WEB), f"{package} imports the web framework ({name})"
+
+
+def test_the_rule_sees_a_wrong_import(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("from fhirbin.api.app import create_app\nimport starlette\n")
+    assert imports_of(bad) == {"fhirbin.api.app", "starlette"}
