@@ -44,4 +44,6 @@ def test_base_url_wins_and_loses_its_trailing_slash() -> None:
 
 
 def test_wildcard_host_gives_a_usable_base_url() -> None:
-    assert load_settings({"FHIRBIN_HOST": "0.0.0.0"}).public_base_url == "http://127.0.0.1:8080/fhir"
+    assert (
+        load_settings({"FHIRBIN_HOST": "0.0.0.0"}).public_base_url == "http://127.0.0.1:8080/fhir"
+    )

@@ -149,7 +149,9 @@ async def _with_store(settings: Settings, work: Callable[[SqlMetadataStore], Any
 
 @client.command("create")
 @click.argument("name")
-@click.option("--scope", required=True, help='Scopes the client may ask for, e.g. "system/Binary.rs".')
+@click.option(
+    "--scope", required=True, help='Scopes the client may ask for, e.g. "system/Binary.rs".'
+)
 @_data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def client_create(name: str, scope: str, data_dir: Path | None, as_json: bool) -> None:
@@ -169,7 +171,11 @@ def client_create(name: str, scope: str, data_dir: Path | None, as_json: bool) -
     )
     asyncio.run(_with_store(settings, lambda store: store.add_client(record)))
     if as_json:
-        click.echo(json.dumps({"client_id": client_id, "client_secret": secret, "name": name, "scope": scope}))
+        click.echo(
+            json.dumps(
+                {"client_id": client_id, "client_secret": secret, "name": name, "scope": scope}
+            )
+        )
         return
     click.echo(f"client_id:     {client_id}")
     click.echo(f"client_secret: {secret}")
@@ -212,7 +218,9 @@ def client_revoke(client_id: str, data_dir: Path | None) -> None:
     """Revoke a client: no new tokens, and its live tokens stop working."""
     when = datetime.now(UTC)
     found = asyncio.run(
-        _with_store(_settings(data_dir=data_dir), lambda store: store.revoke_client(client_id, when))
+        _with_store(
+            _settings(data_dir=data_dir), lambda store: store.revoke_client(client_id, when)
+        )
     )
     if not found:
         raise click.ClickException(f"no client with id {client_id}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -16,7 +17,9 @@ pytestmark = pytest.mark.anyio
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
 
 
-async def create(client: httpx.AsyncClient, auth: dict[str, str], body: bytes, content_type: str, **headers: str) -> httpx.Response:
+async def create(
+    client: httpx.AsyncClient, auth: dict[str, str], body: bytes, content_type: str, **headers: str
+) -> httpx.Response:
     response = await client.post(
         "/fhir/Binary", content=body, headers={**auth, "Content-Type": content_type, **headers}
     )
@@ -39,7 +42,8 @@ async def test_raw_create_answers_201_with_location_etag_and_last_modified(
     assert response.headers["etag"] == 'W/"1"'
     assert response.headers["last-modified"].endswith(" GMT")
     assert response.content == b""  # D7: return=minimal for native uploads
-    assert binary_id == binary_id.lower() and len(binary_id) == 36
+    assert binary_id == binary_id.lower()
+    assert len(binary_id) == 36
 
 
 async def test_native_read_returns_the_bytes_with_the_stored_content_type(
@@ -130,7 +134,9 @@ async def test_native_read_echoes_x_security_context(
     client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:
     ref = "https://example.org/fhir/Patient/42"
-    binary_id = id_of(await create(client, auth, PDF, "application/pdf", **{"X-Security-Context": ref}))
+    binary_id = id_of(
+        await create(client, auth, PDF, "application/pdf", **{"X-Security-Context": ref})
+    )
     response = await client.get(f"/fhir/Binary/{binary_id}", headers=auth)
     assert response.headers["x-security-context"] == ref
 
@@ -184,15 +190,28 @@ async def test_fhir_json_body_that_is_not_a_binary_is_stored_as_is(
     [
         ({"resourceType": "Binary", "data": "AAAA"}, "contentType"),
         ({"resourceType": "Binary", "contentType": "text/plain", "data": "not base64!"}, "data"),
-        ({"resourceType": "Binary", "contentType": "text/plain", "text": {"status": "generated"}}, "text"),
+        (
+            {
+                "resourceType": "Binary",
+                "contentType": "text/plain",
+                "text": {"status": "generated"},
+            },
+            "text",
+        ),
         ({"resourceType": "Binary", "contentType": "text/plain", "extension": []}, "extension"),
     ],
 )
 async def test_invalid_fhir_binary_bodies_are_400_and_store_nothing(
-    client: httpx.AsyncClient, auth: dict[str, str], app: Starlette, body: dict[str, object], expression: str
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    app: Starlette,
+    body: dict[str, object],
+    expression: str,
 ) -> None:
     response = await client.post(
-        "/fhir/Binary", content=json.dumps(body), headers={**auth, "Content-Type": "application/fhir+json"}
+        "/fhir/Binary",
+        content=json.dumps(body),
+        headers={**auth, "Content-Type": "application/fhir+json"},
     )
     assert response.status_code == 400
     outcome = response.json()
@@ -240,12 +259,14 @@ async def test_oversized_upload_with_content_length_is_413_before_storing(
 async def test_oversized_chunked_upload_is_413_and_leaves_no_blob(
     client: httpx.AsyncClient, auth: dict[str, str], app: Starlette
 ) -> None:
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(20):
             yield b"y" * 65536
 
     response = await client.post(
-        "/fhir/Binary", content=chunks(), headers={**auth, "Content-Type": "application/octet-stream"}
+        "/fhir/Binary",
+        content=chunks(),
+        headers={**auth, "Content-Type": "application/octet-stream"},
     )
     assert response.status_code == 413
     blob_dir = runtime_of(app).settings.blob_dir
@@ -271,14 +292,23 @@ async def test_bad_x_security_context_is_400(
     assert response.status_code == 400
 
 
-async def test_repeated_x_security_context_is_400(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
-    headers = [*auth.items(), ("Content-Type", "text/plain"), ("X-Security-Context", "Patient/1"), ("X-Security-Context", "Patient/2")]
+async def test_repeated_x_security_context_is_400(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    headers = [
+        *auth.items(),
+        ("Content-Type", "text/plain"),
+        ("X-Security-Context", "Patient/1"),
+        ("X-Security-Context", "Patient/2"),
+    ]
     response = await client.post("/fhir/Binary", content=b"abc", headers=headers)
     assert response.status_code == 400
 
 
 @pytest.mark.parametrize("bad_id", ["a" * 65, "has_underscore", "sp%20ace", "caf%C3%A9"])
-async def test_malformed_ids_are_400(client: httpx.AsyncClient, auth: dict[str, str], bad_id: str) -> None:
+async def test_malformed_ids_are_400(
+    client: httpx.AsyncClient, auth: dict[str, str], bad_id: str
+) -> None:
     response = await client.get(f"/fhir/Binary/{bad_id}", headers=auth)
     assert response.status_code == 400
     assert response.json()["resourceType"] == "OperationOutcome"
@@ -289,7 +319,9 @@ async def test_encoded_slash_in_id_is_400(client: httpx.AsyncClient, auth: dict[
     assert response.status_code == 400
 
 
-async def test_sixty_four_character_id_is_a_valid_unknown_id(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_sixty_four_character_id_is_a_valid_unknown_id(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
     response = await client.get(f"/fhir/Binary/{'a' * 64}", headers=auth)
     assert response.status_code == 404
     assert response.json()["issue"][0]["code"] == "not-found"
@@ -303,7 +335,12 @@ async def test_ids_are_case_sensitive(client: httpx.AsyncClient, auth: dict[str,
 
 @pytest.mark.parametrize(
     ("params", "accept"),
-    [({"_format": "xml"}, None), ({}, "application/fhir+xml"), ({"_format": "html"}, None), ({"_format": "ttl"}, None)],
+    [
+        ({"_format": "xml"}, None),
+        ({}, "application/fhir+xml"),
+        ({"_format": "html"}, None),
+        ({"_format": "ttl"}, None),
+    ],
 )
 async def test_unsupported_formats_are_406(
     client: httpx.AsyncClient, auth: dict[str, str], params: dict[str, str], accept: str | None
@@ -315,7 +352,9 @@ async def test_unsupported_formats_are_406(
     assert response.headers["content-type"].startswith("application/fhir+json")
 
 
-async def test_head_has_the_headers_of_get_and_no_body(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_head_has_the_headers_of_get_and_no_body(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
     binary_id = id_of(await create(client, auth, PDF, "application/pdf"))
     response = await client.head(f"/fhir/Binary/{binary_id}", headers=auth)
     assert response.status_code == 200
@@ -324,7 +363,9 @@ async def test_head_has_the_headers_of_get_and_no_body(client: httpx.AsyncClient
     assert response.headers["etag"] == 'W/"1"'
 
 
-async def test_prefer_operation_outcome_on_create(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_prefer_operation_outcome_on_create(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
     response = await create(client, auth, PDF, "application/pdf", Prefer="return=OperationOutcome")
     assert response.json()["resourceType"] == "OperationOutcome"
 

@@ -27,15 +27,22 @@ async def test_metadata_is_public_and_lists_exactly_what_works(client: httpx.Asy
     assert [p["name"] for p in binary["searchParam"]] == ["_id"]
 
 
-async def test_smart_configuration_is_public_json_with_absolute_urls(client: httpx.AsyncClient) -> None:
-    response = await client.get("/fhir/.well-known/smart-configuration", headers={"Accept": "text/html"})
+async def test_smart_configuration_is_public_json_with_absolute_urls(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get(
+        "/fhir/.well-known/smart-configuration", headers={"Accept": "text/html"}
+    )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
     config = response.json()
     assert config["token_endpoint"] == f"{BASE}/auth/token"
     assert config["jwks_uri"] == f"{BASE}/.well-known/jwks.json"
     assert config["grant_types_supported"] == ["client_credentials"]
-    assert set(config["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "client_secret_post"}
+    assert set(config["token_endpoint_auth_methods_supported"]) == {
+        "client_secret_basic",
+        "client_secret_post",
+    }
     assert "system/Binary.rs" in config["scopes_supported"]
     assert "permission-v2" in config["capabilities"]
     assert config["code_challenge_methods_supported"] == ["S256"]

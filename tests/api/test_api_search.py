@@ -57,7 +57,9 @@ async def test_comma_separated_ids_are_or(client: httpx.AsyncClient, auth: dict[
     assert sorted(ids_in(bundle)) == sorted([a, b])
 
 
-async def test_repeated_id_parameters_are_and(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_repeated_id_parameters_are_and(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
     a, b = await put_text(client, auth, "a"), await put_text(client, auth, "b")
     response = await client.get(f"/fhir/Binary?_id={a}&_id={b}", headers=auth)
     assert response.json()["total"] == 0
@@ -96,29 +98,41 @@ async def test_unsupported_modifier_is_400(client: httpx.AsyncClient, auth: dict
     assert response.status_code == 400
 
 
-async def test_post_search_combines_body_and_url(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_post_search_combines_body_and_url(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
     a, b = await put_text(client, auth, "a"), await put_text(client, auth, "b")
     response = await client.post("/fhir/Binary/_search", data={"_id": f"{a},{b}"}, headers=auth)
     assert response.status_code == 200
     assert sorted(ids_in(response.json())) == sorted([a, b])
-    anded = await client.post(f"/fhir/Binary/_search?_id={a}", data={"_id": f"{a},{b}"}, headers=auth)
+    anded = await client.post(
+        f"/fhir/Binary/_search?_id={a}", data={"_id": f"{a},{b}"}, headers=auth
+    )
     assert ids_in(anded.json()) == [a]
 
 
-async def test_post_search_needs_a_form_body(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_post_search_needs_a_form_body(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
     response = await client.post(
-        "/fhir/Binary/_search", content=b'{"_id":"x"}', headers={**auth, "Content-Type": "application/json"}
+        "/fhir/Binary/_search",
+        content=b'{"_id":"x"}',
+        headers={**auth, "Content-Type": "application/json"},
     )
     assert response.status_code == 415
 
 
-async def test_search_is_fhir_even_when_accept_is_generic(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_search_is_fhir_even_when_accept_is_generic(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
     binary_id = await put_text(client, auth, "x")
     response = await client.get(f"/fhir/Binary?_id={binary_id}", headers={**auth, "Accept": "*/*"})
     assert response.json()["resourceType"] == "Bundle"
 
 
-async def test_search_without_parameters_lists_every_binary(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_search_without_parameters_lists_every_binary(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
     made = {await put_text(client, auth, str(i)) for i in range(3)}
     response = await client.get("/fhir/Binary", headers=auth)
     assert set(ids_in(response.json())) == made

@@ -35,7 +35,9 @@ def assert_outcome(response: httpx.Response, status: int) -> None:
     assert "Traceback" not in response.text
 
 
-async def test_each_status_is_an_operation_outcome(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_each_status_is_an_operation_outcome(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
     cases: list[tuple[int, httpx.Response]] = [
         (400, await client.get("/fhir/Binary/bad_id", headers=auth)),
         (401, await client.get("/fhir/Binary/x")),
@@ -43,8 +45,22 @@ async def test_each_status_is_an_operation_outcome(client: httpx.AsyncClient, au
         (404, await client.get("/fhir/Nothing/here", headers=auth)),
         (405, await client.delete("/fhir/Binary/x", headers=auth)),
         (406, await client.get("/fhir/Binary/x?_format=xml", headers=auth)),
-        (413, await client.post("/fhir/Binary", content=b"z" * (1024 * 1024 + 1), headers={**auth, "Content-Type": "text/plain"})),
-        (415, await client.post("/fhir/Binary/_search", content=b"{}", headers={**auth, "Content-Type": "application/json"})),
+        (
+            413,
+            await client.post(
+                "/fhir/Binary",
+                content=b"z" * (1024 * 1024 + 1),
+                headers={**auth, "Content-Type": "text/plain"},
+            ),
+        ),
+        (
+            415,
+            await client.post(
+                "/fhir/Binary/_search",
+                content=b"{}",
+                headers={**auth, "Content-Type": "application/json"},
+            ),
+        ),
     ]
     for status, response in cases:
         assert_outcome(response, status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import threading
@@ -40,7 +41,9 @@ def test_token_post_read_and_search(server: Server) -> None:
     assert native.headers["content-type"] == "application/pdf"
     assert native.headers["etag"] == 'W/"1"'
 
-    fhir = httpx.get(f"{server.base}/Binary/{binary_id}", headers={**headers, "Accept": "application/fhir+json"})
+    fhir = httpx.get(
+        f"{server.base}/Binary/{binary_id}", headers={**headers, "Accept": "application/fhir+json"}
+    )
     assert base64.b64decode(fhir.json()["data"]) == PDF
 
     bundle = httpx.get(f"{server.base}/Binary", params={"_id": binary_id}, headers=headers).json()
@@ -56,7 +59,9 @@ def test_every_status_code_over_http(server: Server) -> None:
     statuses = {
         "400 malformed id": httpx.get(f"{base}/Binary/{'x' * 65}", headers=headers).status_code,
         "401 no token": httpx.get(f"{base}/Binary/abc").status_code,
-        "401 forged": httpx.get(f"{base}/Binary/abc", headers=bearer(token[:-4] + "AAAA")).status_code,
+        "401 forged": httpx.get(
+            f"{base}/Binary/abc", headers=bearer(token[:-4] + "AAAA")
+        ).status_code,
         "403 scope": httpx.get(f"{base}/Binary?_id=abc", headers=read_only).status_code,
         "404 unknown id": httpx.get(f"{base}/Binary/abc", headers=headers).status_code,
         "404 unknown route": httpx.get(f"{base}/Patient/abc", headers=headers).status_code,
@@ -68,7 +73,9 @@ def test_every_status_code_over_http(server: Server) -> None:
             headers={**headers, "Content-Type": "application/octet-stream"},
         ).status_code,
         "415 search body": httpx.post(
-            f"{base}/Binary/_search", content=b"{}", headers={**headers, "Content-Type": "application/json"}
+            f"{base}/Binary/_search",
+            content=b"{}",
+            headers={**headers, "Content-Type": "application/json"},
         ).status_code,
     }
     assert statuses == {
@@ -88,13 +95,16 @@ def test_every_status_code_over_http(server: Server) -> None:
 def test_client_revoke_from_the_cli_stops_its_tokens(server: Server) -> None:
     client_id, secret = server.new_client("system/Binary.r")
     token = httpx.post(
-        f"{server.base}/auth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+        f"{server.base}/auth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(client_id, secret),
     ).json()["access_token"]
     assert httpx.get(f"{server.base}/Binary/abc", headers=bearer(token)).status_code == 404
     server.cli("client", "revoke", client_id)
     assert httpx.get(f"{server.base}/Binary/abc", headers=bearer(token)).status_code == 401
     listed = server.cli("client", "list", "--json").stdout
-    assert client_id in listed and secret not in listed
+    assert client_id in listed
+    assert secret not in listed
 
 
 class PeakRss:
@@ -109,10 +119,8 @@ class PeakRss:
     def current(self) -> int:
         total = 0
         for process in [self.root, *self.root.children(recursive=True)]:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 total += process.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
         return total
 
     def _run(self) -> None:
@@ -160,9 +168,12 @@ def test_48_mib_round_trip_is_byte_exact_with_flat_server_memory(server: Server)
     binary_id = created.headers["location"].split("/Binary/")[1].split("/")[0]
     got = hashlib.sha256()
     received = 0
-    with PeakRss(server.process.pid) as download, httpx.stream(
-        "GET", f"{server.base}/Binary/{binary_id}", headers=headers, timeout=120
-    ) as response:
+    with (
+        PeakRss(server.process.pid) as download,
+        httpx.stream(
+            "GET", f"{server.base}/Binary/{binary_id}", headers=headers, timeout=120
+        ) as response,
+    ):
         assert response.status_code == 200
         for piece in response.iter_bytes():
             got.update(piece)
@@ -170,6 +181,10 @@ def test_48_mib_round_trip_is_byte_exact_with_flat_server_memory(server: Server)
     assert received == size
     assert got.hexdigest() == expected.hexdigest()
     growth = max(upload.peak, download.peak) - baseline
-    print(f"\nserver RSS baseline {baseline / 2**20:.1f} MiB, upload peak {upload.peak / 2**20:.1f} MiB, download peak {download.peak / 2**20:.1f} MiB")
+    mib = 2**20
+    print(
+        f"\nserver RSS baseline {baseline / mib:.1f} MiB, upload peak {upload.peak / mib:.1f} MiB,"
+        f" download peak {download.peak / mib:.1f} MiB"
+    )
     # "far below the content size": the server must not hold the 48 MiB body.
     assert growth < size / 3, f"server memory grew by {growth / 2**20:.1f} MiB"

@@ -92,12 +92,19 @@ async def token(request: Request) -> Response:
         raise OAuthError("invalid_client", "Client authentication failed.", status=401)
     granted = grant(requested, client.scope)
     if not granted:
-        raise OAuthError("invalid_scope", "None of the requested scopes can be granted to this client.")
+        raise OAuthError(
+            "invalid_scope", "None of the requested scopes can be granted to this client."
+        )
     ttl = rt.settings.access_token_ttl
     access_token = rt.issuer.issue(
         audience=rt.base_url, client_id=client.client_id, scope=granted, ttl=ttl
     )
-    payload = {"access_token": access_token, "token_type": "bearer", "expires_in": ttl, "scope": granted}
+    payload = {
+        "access_token": access_token,
+        "token_type": "bearer",
+        "expires_in": ttl,
+        "scope": granted,
+    }
     return json_response(
         payload,
         media_type="application/json",

@@ -91,7 +91,10 @@ class AuthMiddleware:
                     raise BadRequest("More than one Authorization header.")
                 header = value.decode("latin-1")
         if header is None:
-            raise Unauthorized("This endpoint needs an access token: send Authorization: Bearer <token>.", error=None)
+            raise Unauthorized(
+                "This endpoint needs an access token: send Authorization: Bearer <token>.",
+                error=None,
+            )
         scheme, _, token = header.strip().partition(" ")
         # RFC 9110 §11.1: the auth scheme is case-insensitive ("bearer" is fine).
         if scheme.lower() != "bearer" or not token.strip():

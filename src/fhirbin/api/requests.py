@@ -70,4 +70,6 @@ def parse_form(body: bytes) -> list[tuple[str, str]]:
         text = body.decode("utf-8")
         return parse_qsl(text, keep_blank_values=True, strict_parsing=False, errors="strict")
     except (UnicodeDecodeError, ValueError) as exc:
-        raise BadRequest("The form body is not valid UTF-8 application/x-www-form-urlencoded.") from exc
+        raise BadRequest(
+            "The form body is not valid UTF-8 application/x-www-form-urlencoded."
+        ) from exc

@@ -38,7 +38,9 @@ class StreamedResponse(Response):
         self.background = None
         self.body_iter = body
         self.path = path
-        self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        self.raw_headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send(
@@ -83,7 +85,11 @@ def validator_headers(meta: BinaryMeta) -> dict[str, str]:
 
 
 def json_response(
-    payload: Any, *, status_code: int = 200, media_type: str = FHIR_JSON, headers: Mapping[str, str] | None = None
+    payload: Any,
+    *,
+    status_code: int = 200,
+    media_type: str = FHIR_JSON,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     return Response(
         json.dumps(payload, separators=(",", ":")).encode(),

@@ -10,7 +10,9 @@ from fhirbin.api import discovery, handlers
 def routes() -> list[BaseRoute]:
     return [
         Route("/fhir/metadata", discovery.metadata, methods=["GET"]),
-        Route("/fhir/.well-known/smart-configuration", discovery.smart_configuration, methods=["GET"]),
+        Route(
+            "/fhir/.well-known/smart-configuration", discovery.smart_configuration, methods=["GET"]
+        ),
         Route("/fhir/.well-known/jwks.json", discovery.jwks, methods=["GET"]),
         Route("/fhir/auth/token", discovery.token, methods=["POST"]),
         Route("/fhir/Binary", handlers.search, methods=["GET"]),

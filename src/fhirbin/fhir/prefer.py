@@ -19,7 +19,10 @@ _BY_VALUE = {r.value.lower(): r for r in Return}
 
 
 def prefer_return(prefer: str | None, default: Return) -> Return:
-    """The ``return`` preference of a ``Prefer`` header; unknown values are ignored (RFC 7240 §2)."""
+    """The ``return`` preference of a ``Prefer`` header; unknown values are ignored.
+
+    RFC 7240 §2: a server ignores preferences it does not understand.
+    """
     if not prefer:
         return default
     for item in prefer.split(","):

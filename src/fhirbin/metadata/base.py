@@ -44,11 +44,11 @@ class Client:
         return self.revoked_at is None
 
 
-class VersionConflict(Exception):  # noqa: N818 -- the public name other packages use
+class VersionConflict(Exception):
     """Another writer already added that version of that id."""
 
 
-class ClientExists(Exception):  # noqa: N818 -- the public name other packages use
+class ClientExists(Exception):
     """A client with that client_id is already registered."""
 
 

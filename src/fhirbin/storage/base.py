@@ -21,7 +21,7 @@ class BlobInfo:
     size: int
 
 
-class BlobNotFound(LookupError):  # noqa: N818 -- the public name other packages use
+class BlobNotFound(LookupError):
     """No blob is stored under that key."""
 
 
