@@ -60,6 +60,8 @@ FIREFOX = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
         ("*; q=.2, application/fhir+json", JSON),
         ("application/fhir+json;fhirVersion=3.0, application/fhir+json;fhirVersion=4.0", JSON),
         ("application/pdf, application/fhir+json;fhirVersion=3.0;q=0.5", NATIVE),
+        ("application/fhir+json;fhirVersion=3.0, application/pdf;q=0.5", NATIVE),
+        ("application/fhir+json;fhirVersion=3.0, application/fhir+json;q=0.1", JSON),
     ],
 )
 def test_accept_decides_between_native_bytes_and_fhir_resource(
@@ -132,18 +134,25 @@ def test_unsupported_format_is_406(fmt: str) -> None:
     [
         "application/fhir+json; fhirVersion=3.0",
         'application/fhir+xml; fhirversion="5.0"',
-        "application/fhir+json;fhirVersion=3.0, application/pdf;q=0.5",
+        "application/fhir+json;fhirVersion=3.0, application/fhir+xml;fhirVersion=3.0",
+        "application/fhir+json;fhirVersion=3.0, */*;q=0",
     ],
 )
-def test_accept_preferring_another_fhir_version_is_406(accept: str) -> None:
+def test_accept_of_nothing_but_another_fhir_version_is_406(accept: str) -> None:
     for negotiate_fn in (read_representation, fhir_format):
         with pytest.raises(NotAcceptable) as info:
             negotiate_fn(None, accept)
         assert info.value.expression == "http.Accept"
 
 
-def test_other_fhir_version_that_is_not_the_favourite_is_ignored() -> None:
-    accept = "application/fhir+json;fhirVersion=3.0;q=0.5, */*"
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/fhir+json;fhirVersion=3.0;q=0.5, */*",
+        "application/fhir+json;fhirVersion=3.0, */*;q=0.1",
+    ],
+)
+def test_other_fhir_version_is_ignored_while_something_else_is_acceptable(accept: str) -> None:
     assert read_representation(None, accept) is NATIVE
     assert fhir_format(None, accept) is JSON
 

@@ -108,7 +108,8 @@ def _check_element(key: str) -> None:
             expression=f"Binary.{key[1:]}",
             code="not-supported",
         )
-    raise BadRequest(f"Unknown element {key[:100]!r} in Binary.", expression=f"Binary.{key}")
+    name = key[:100]
+    raise BadRequest(f"Unknown element {name!r} in Binary.", expression=f"Binary.{name}")
 
 
 def _string(obj: dict[str, Any], key: str, path: str = "Binary") -> str:
@@ -147,7 +148,7 @@ def _security_context(value: Any) -> str:
             )
         if key not in ("reference", "display", "type"):
             raise BadRequest(
-                f"Unsupported element {key[:100]!r} in {path}.", expression=f"{path}.{key}"
+                f"Unsupported element {key[:100]!r} in {path}.", expression=f"{path}.{key[:100]}"
             )
     if "reference" not in value:
         raise BadRequest(f"{path}.reference is required.", expression=f"{path}.reference")

@@ -1,7 +1,5 @@
 """Content negotiation and media types: which representation a request gets, what a
-``Content-Type`` may be.
-
-Owns decisions D1, D2, D11 and D14 of shared/spec/fhir-binary-rules.md: when a Binary is
+``Content-Type`` may be. Owns decisions D1, D2, D11 and D14 of the rules: when a Binary is
 answered with its native bytes and when with the FHIR JSON/XML resource, which format an
 always-FHIR response (Bundle, OperationOutcome, CapabilityStatement) takes, and the validation
 of the media type stored as ``Binary.contentType``. These run on every request, so regexes are
@@ -83,7 +81,8 @@ def read_representation(format_param: str | None, accept: str | None) -> Represe
     binary.html#rest). Otherwise only an explicit FHIR type in Accept whose q is strictly
     higher than that of every other range wins the FHIR form; ties, generic JSON/XML types,
     ``*/*``, browser defaults and no Accept at all get the native bytes. Raises NotAcceptable
-    for an unsupported ``_format`` or a favourite FHIR range with another ``fhirVersion``.
+    for an unsupported ``_format``, or when Accept accepts nothing but FHIR ranges with
+    another ``fhirVersion``.
     """
     return _negotiate(format_param, accept, _read_from_accept, Representation.NATIVE)
 
@@ -167,7 +166,7 @@ def _negotiate(
     choice = decide(accept)
     if choice is None:
         raise NotAcceptable(
-            "Accept prefers a FHIR version this server does not speak: only FHIR R4 "
+            "Accept asks only for a FHIR version this server does not speak: only FHIR R4 "
             "(fhirVersion=4.0) is available (R4 http.html#version-parameter).",
             expression="http.Accept",
         )
@@ -201,8 +200,12 @@ def _format_representation(format_param: str) -> Representation | str:
 
 @functools.lru_cache(maxsize=512)
 def _read_from_accept(accept: str) -> Representation | None:
-    """D1 for reads of a Binary; None means 406 (a FHIR range of another fhirVersion is the
-    strict favourite)."""
+    """D1 for reads of a Binary; None means 406.
+
+    A FHIR range with another ``fhirVersion`` names a representation this server does not
+    have: it is ignored, unless nothing else in the header is acceptable (RFC 9110 §15.5.7),
+    which makes the answer a 406 (D11).
+    """
     best_json = best_xml = best_other = best_wrong = 0.0
     for r in _parse_accept(accept):
         if r.wrong_fhir_version:
@@ -214,7 +217,7 @@ def _read_from_accept(accept: str) -> Representation | None:
         else:
             best_other = max(best_other, r.q)
     best_fhir = max(best_json, best_xml)
-    if best_wrong > max(best_fhir, best_other):
+    if best_wrong > 0 and best_fhir == best_other == 0:
         return None
     # Strictly greater: ties (and q=0, which never wins) go to the native bytes (Q-1).
     if best_fhir > best_other:
@@ -232,7 +235,7 @@ def _fhir_from_accept(accept: str) -> Representation | None:
             best_xml = max(best_xml, r.q)
         else:
             best_other = max(best_other, r.q)
-    if best_wrong > max(best_xml, best_other):
+    if best_wrong > 0 and best_xml == best_other == 0:  # as in _read_from_accept
         return None
     return Representation.FHIR_XML if best_xml > best_other else Representation.FHIR_JSON
 
