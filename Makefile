@@ -18,8 +18,9 @@ setup: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/fhirbin serve
 
-## Run the whole test suite
+## Run the whole test suite (installs the Debian packages the tests need first)
 test: $(STAMP)
+	scripts/system-deps.sh
 	$(BIN)/python -m pytest
 
 ## Lint, type-check and test
