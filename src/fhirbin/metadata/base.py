@@ -44,6 +44,67 @@ class Client:
         return self.revoked_at is None
 
 
+@dataclass(frozen=True)
+class Keyset:
+    """A position in an ordered listing: the sort key of the row a page ends (or starts) at.
+
+    Listings are ordered by (last_updated, id, version); keyset paging stays stable when rows
+    are added while a client pages (unlike offsets).
+    """
+
+    last_updated_us: int
+    id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class UpdatedRange:
+    """A condition on last_updated in µs since the epoch, UTC.
+
+    ``inside``: ``lower <= t < upper``; not ``inside``: ``t < lower or t >= upper``. A missing
+    bound is open (unbounded on that side).
+    """
+
+    lower_us: int | None
+    upper_us: int | None
+    inside: bool = True
+
+
+@dataclass(frozen=True)
+class CatalogueQuery:
+    """A search over current, non-deleted versions.
+
+    ``ids``: None = any id; otherwise the id must be in the set (an empty set matches nothing).
+    ``updated``: every range must hold (AND). Order: (last_updated, id) ascending, or
+    descending when ``descending``. ``after`` / ``before``: only rows strictly after / before
+    that keyset *in the query's order* (``before`` pages backwards; results are still returned
+    in the query's order). ``limit``: at most this many rows.
+    """
+
+    ids: frozenset[str] | None = None
+    updated: tuple[UpdatedRange, ...] = ()
+    descending: bool = False
+    after: Keyset | None = None
+    before: Keyset | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """Versions (deletion markers included), newest first: (last_updated, id, version) desc.
+
+    ``binary_id``: one resource's history, or None for the whole type. ``since_us``: only
+    versions with last_updated >= since (R4 http.html#history ``_since``). ``after`` /
+    ``before`` and ``limit`` as in CatalogueQuery, relative to the newest-first order.
+    """
+
+    binary_id: str | None = None
+    since_us: int | None = None
+    after: Keyset | None = None
+    before: Keyset | None = None
+    limit: int = 100
+
+
 class VersionConflict(Exception):
     """Another writer already added that version of that id."""
 
@@ -67,6 +128,24 @@ class MetadataStore(Protocol):
 
     async def current_all(self) -> list[BinaryVersion]:
         """The newest version of every id whose newest version is not a deletion, ordered by id."""
+        ...
+
+    async def get_version(self, binary_id: str, version: int) -> BinaryVersion | None:
+        """One version of an id (possibly a deletion marker), or None."""
+        ...
+
+    async def search(self, query: CatalogueQuery) -> list[BinaryVersion]:
+        """Current non-deleted versions matching the query, in its order, at most ``limit``."""
+        ...
+
+    async def count(self, query: CatalogueQuery) -> int:
+        """How many current non-deleted versions match ``ids`` and ``updated`` (paging ignored)."""
+        ...
+
+    async def history(self, query: HistoryQuery) -> list[BinaryVersion]: ...
+
+    async def count_history(self, query: HistoryQuery) -> int:
+        """How many versions match ``binary_id`` and ``since_us`` (paging ignored)."""
         ...
 
     async def add_client(self, client: Client) -> None:
