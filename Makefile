@@ -39,3 +39,11 @@ docs: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+## Benchmark fhirbin against nginx (bench/README.md); a quick run:
+##   make bench BENCH_ARGS="--duration 2 --size 64M --json-size 16M --runs 2"
+.PHONY: bench
+BENCH_ARGS ?=
+bench: $(STAMP)
+	bench/setup.sh $(VENV)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -8,6 +8,7 @@
     ├── MethodNotAllowed          405 not-supported
     ├── NotAcceptable             406 not-supported
     ├── Gone                      410 deleted
+    ├── PreconditionFailed        412 conflict
     ├── PayloadTooLarge           413 too-long
     ├── UnsupportedMediaType      415 not-supported
     └── OAuthError                RFC 6749 §5.2 token-endpoint error (JSON, not an OperationOutcome)
@@ -98,6 +99,11 @@ class NotAcceptable(FhirbinError):
 class Gone(FhirbinError):
     status = 410
     code = "deleted"
+
+
+class PreconditionFailed(FhirbinError):
+    status = 412
+    code = "conflict"
 
 
 class PayloadTooLarge(FhirbinError):

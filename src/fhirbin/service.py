@@ -12,10 +12,23 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fhirbin.errors import Gone, NotFound, PayloadTooLarge
+from fhirbin.errors import Gone, NotFound, PayloadTooLarge, PreconditionFailed
 from fhirbin.fhir.ids import new_id
-from fhirbin.metadata.base import BinaryVersion, MetadataStore, VersionConflict
+from fhirbin.metadata.base import (
+    BinaryVersion,
+    CatalogueQuery,
+    HistoryQuery,
+    MetadataStore,
+    VersionConflict,
+)
 from fhirbin.storage.base import BlobStore
+
+#: Whether an If-Match header (already parsed by the caller) accepts the current version
+#: (None: the resource does not exist or is deleted).
+Precondition = Callable[[int | None], bool]
+
+#: Unconditional writers that lose a race for a version number retry this often.
+_RETRIES = 5
 
 Clock = Callable[[], datetime]
 
@@ -79,6 +92,109 @@ class BinaryService:
                 continue
             return version
 
+    async def update(
+        self,
+        binary_id: str,
+        content_type: str,
+        security_context: str | None,
+        chunks: AsyncIterable[bytes],
+        precondition: Precondition | None = None,
+    ) -> tuple[BinaryVersion, bool]:
+        """PUT: a new version of ``binary_id``, or version 1 (update-as-create, D13).
+
+        Returns the version and whether it created the resource (new, or brought back after a
+        delete: R4 http.html#update answers 201 for both). With a precondition (If-Match), a
+        stale version is a 412 before the body is read, and a writer that loses the race for
+        the next version number to another node also gets 412: the (id, version) unique key
+        decides, not a lock in this process (R4 http.html#concurrency).
+        """
+        current = await self.catalogue.current(binary_id)
+        self._check(binary_id, current, precondition)
+        blob = await self.blobs.put(limited(chunks, self.max_size))
+        for _ in range(_RETRIES):
+            version = BinaryVersion(
+                id=binary_id,
+                version=current.version + 1 if current else 1,
+                last_updated=self.clock(),
+                content_type=content_type,
+                security_context=security_context,
+                size=blob.size,
+                sha256=blob.key,
+            )
+            try:
+                await self.catalogue.add_version(version)
+            except VersionConflict:
+                if precondition is not None:
+                    raise _lost_race(binary_id) from None
+                current = await self.catalogue.current(binary_id)
+                continue
+            return version, current is None or current.deleted
+        raise _lost_race(binary_id)
+
+    async def delete(self, binary_id: str, precondition: Precondition | None = None) -> None:
+        """DELETE: a deletion marker as the next version; unknown or deleted ids are a no-op.
+
+        R4 http.html#delete: deleting something that never existed or is already deleted
+        succeeds (D9), and history keeps every version.
+        """
+        current = await self.catalogue.current(binary_id)
+        self._check(binary_id, current, precondition)
+        if current is None or current.deleted:
+            return
+        marker = BinaryVersion(
+            id=binary_id,
+            version=current.version + 1,
+            last_updated=self.clock(),
+            content_type=current.content_type,
+            security_context=current.security_context,
+            size=0,
+            sha256=None,
+            deleted=True,
+        )
+        try:
+            await self.catalogue.add_version(marker)
+        except VersionConflict:
+            if precondition is not None:
+                raise _lost_race(binary_id) from None
+            await self.delete(binary_id)  # someone updated meanwhile: delete their version
+
+    @staticmethod
+    def _check(
+        binary_id: str, current: BinaryVersion | None, precondition: Precondition | None
+    ) -> None:
+        if precondition is None:
+            return
+        live = None if current is None or current.deleted else current.version
+        if not precondition(live):
+            raise PreconditionFailed(
+                f"If-Match does not name the current version of Binary/{binary_id}"
+                + (f" (it is {live})." if live is not None else " (it does not exist)."),
+                expression="http.If-Match",
+            )
+
+    async def vread(self, binary_id: str, version_id: int) -> BinaryVersion:
+        """One version (R4 http.html#vread): 404 if unknown, 410 if it is a deletion."""
+        version = await self.catalogue.get_version(binary_id, version_id)
+        if version is None:
+            raise NotFound(f"Binary/{binary_id} has no version {version_id}.")
+        if version.deleted:
+            raise Gone(f"Version {version_id} of Binary/{binary_id} is a deletion.")
+        return version
+
+    async def search(
+        self, query: CatalogueQuery, *, with_total: bool
+    ) -> tuple[list[BinaryVersion], int | None]:
+        rows = await self.catalogue.search(query) if query.limit > 0 else []
+        total = await self.catalogue.count(query) if with_total else None
+        return rows, total
+
+    async def history(
+        self, query: HistoryQuery, *, with_total: bool
+    ) -> tuple[list[BinaryVersion], int | None]:
+        rows = await self.catalogue.history(query) if query.limit > 0 else []
+        total = await self.catalogue.count_history(query) if with_total else None
+        return rows, total
+
     async def read(self, binary_id: str) -> BinaryVersion:
         """The current version; NotFound if never stored, Gone if deleted (R4 http.html#read)."""
         version = await self.catalogue.current(binary_id)
@@ -97,11 +213,20 @@ class BinaryService:
             return []
         return await self.catalogue.current_many(sorted(wanted))
 
-    def content(self, version: BinaryVersion) -> AsyncIterator[bytes]:
-        return self.blobs.open(_key(version))
+    def content(
+        self, version: BinaryVersion, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        return self.blobs.open(_key(version), start, end)
 
     def content_path(self, version: BinaryVersion) -> Path | None:
         return self.blobs.path(_key(version))
+
+
+def _lost_race(binary_id: str) -> PreconditionFailed:
+    return PreconditionFailed(
+        f"Another request changed Binary/{binary_id} at the same time; read it and try again.",
+        expression="http.If-Match",
+    )
 
 
 def _key(version: BinaryVersion) -> str:

@@ -18,13 +18,26 @@ async def test_metadata_is_public_and_lists_exactly_what_works(client: httpx.Asy
     assert statement["kind"] == "instance"
     assert statement["fhirVersion"] == "4.0.1"
     assert statement["software"]["name"] == "fhirbin"
-    assert "application/fhir+xml" not in statement["format"]
+    assert set(statement["format"]) == {"application/fhir+json", "json", "application/fhir+xml", "xml"}
     (rest,) = statement["rest"]
     assert rest["security"]["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
     (binary,) = rest["resource"]
     assert binary["type"] == "Binary"
-    assert sorted(i["code"] for i in binary["interaction"]) == ["create", "read", "search-type"]
-    assert [p["name"] for p in binary["searchParam"]] == ["_id"]
+    assert sorted(i["code"] for i in binary["interaction"]) == [
+        "create",
+        "delete",
+        "history-instance",
+        "history-type",
+        "read",
+        "search-type",
+        "update",
+        "vread",
+    ]
+    assert [p["name"] for p in binary["searchParam"]] == ["_id", "_lastUpdated"]
+    assert binary["versioning"] == "versioned-update"
+    assert binary["readHistory"] is True
+    assert binary["updateCreate"] is True
+    assert binary["conditionalRead"] == "full-support"
 
 
 async def test_smart_configuration_is_public_json_with_absolute_urls(

@@ -43,9 +43,9 @@ async def test_search_by_id_returns_a_searchset_with_the_full_binary(
     assert entry["search"] == {"mode": "match"}
     assert entry["resource"]["contentType"] == "text/plain"
     assert base64.b64decode(entry["resource"]["data"]) == b"hello"
-    (link,) = bundle["link"]
+    link = bundle["link"][0]
     assert link["relation"] == "self"
-    assert parse_qs(urlsplit(link["url"]).query) == {"_id": [binary_id]}
+    assert parse_qs(urlsplit(link["url"]).query) == {"_id": [binary_id], "_count": ["20"]}
 
 
 async def test_comma_separated_ids_are_or(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
@@ -136,7 +136,7 @@ async def test_search_without_parameters_lists_every_binary(
     made = {await put_text(client, auth, str(i)) for i in range(3)}
     response = await client.get("/fhir/Binary", headers=auth)
     assert set(ids_in(response.json())) == made
-    assert response.json()["link"][0]["url"] == f"{BASE}/Binary"
+    assert response.json()["link"][0]["url"] == f"{BASE}/Binary?_count=20"
 
 
 async def test_empty_id_value_is_ignored(client: httpx.AsyncClient, auth: dict[str, str]) -> None:

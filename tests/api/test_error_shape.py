@@ -43,8 +43,8 @@ async def test_each_status_is_an_operation_outcome(
         (401, await client.get("/fhir/Binary/x")),
         (404, await client.get("/fhir/Binary/unknown", headers=auth)),
         (404, await client.get("/fhir/Nothing/here", headers=auth)),
-        (405, await client.delete("/fhir/Binary/x", headers=auth)),
-        (406, await client.get("/fhir/Binary/x?_format=xml", headers=auth)),
+        (405, await client.patch("/fhir/Binary/x", headers=auth)),
+        (406, await client.get("/fhir/Binary/x?_format=html", headers=auth)),
         (
             413,
             await client.post(

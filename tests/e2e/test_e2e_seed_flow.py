@@ -65,8 +65,8 @@ def test_every_status_code_over_http(server: Server) -> None:
         "403 scope": httpx.get(f"{base}/Binary?_id=abc", headers=read_only).status_code,
         "404 unknown id": httpx.get(f"{base}/Binary/abc", headers=headers).status_code,
         "404 unknown route": httpx.get(f"{base}/Patient/abc", headers=headers).status_code,
-        "405 method": httpx.delete(f"{base}/Binary/abc", headers=headers).status_code,
-        "406 xml": httpx.get(f"{base}/Binary/abc?_format=xml", headers=headers).status_code,
+        "405 method": httpx.patch(f"{base}/Binary/abc", headers=headers).status_code,
+        "406 html": httpx.get(f"{base}/Binary/abc?_format=html", headers=headers).status_code,
         "413 too big": httpx.post(
             f"{base}/Binary",
             content=b"0" * (64 * 1024 * 1024 + 1),
@@ -86,7 +86,7 @@ def test_every_status_code_over_http(server: Server) -> None:
         "404 unknown id": 404,
         "404 unknown route": 404,
         "405 method": 405,
-        "406 xml": 406,
+        "406 html": 406,
         "413 too big": 413,
         "415 search body": 415,
     }

@@ -1,146 +1,24 @@
 """The MetadataStore contract, run against every database the SQL store supports.
 
-Only SQLite (a real file) is wired up today. A PostgreSQL entry in ``DATABASES`` needs nothing
-but a function returning the URL of a fresh, empty database.
+Versions and clients here; search and history in ``test_metadata_search`` and
+``test_metadata_history``, schema migrations in ``test_metadata_migrations``. The databases are
+listed in ``support.DATABASES``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from fhirbin.metadata.base import (
-    BinaryVersion,
-    Client,
-    ClientExists,
-    MetadataStore,
-    VersionConflict,
-)
-from fhirbin.metadata.migrate import head_revision, migrate, schema_revision
-from fhirbin.metadata.schema import metadata
-from fhirbin.metadata.sql import SqlMetadataStore, from_micros, sqlite_url, to_micros
+from fhirbin.metadata.base import CatalogueQuery, ClientExists, MetadataStore, VersionConflict
+from fhirbin.metadata.sql import SqlMetadataStore, from_micros, to_micros
+from tests.metadata.support import WHEN, Database, a_client, marker, version
 
 pytestmark = pytest.mark.anyio
-
-WHEN = datetime(2025, 3, 14, 15, 9, 26, 535897, tzinfo=UTC)
-SHA = "ab" * 32
-
-
-@dataclass(frozen=True)
-class Database:
-    """A database the store can open any number of times, like several processes would."""
-
-    kind: str
-    url: str
-
-    async def open(self, *, migrate: bool = True) -> SqlMetadataStore:
-        return await SqlMetadataStore.open(self.url, migrate=migrate)
-
-
-DATABASES: dict[str, Callable[[Path], str]] = {
-    # In a folder that does not exist yet: opening the store creates it.
-    "sqlite": lambda tmp_path: sqlite_url(tmp_path / "catalogue" / "fhirbin.db"),
-}
-
-
-@pytest.fixture(params=sorted(DATABASES))
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
-    return Database(request.param, DATABASES[request.param](tmp_path))
-
-
-@pytest.fixture
-async def store(database: Database) -> AsyncIterator[SqlMetadataStore]:
-    opened = await database.open()
-    yield opened
-    await opened.close()
-
-
-def version(binary_id: str = "a", number: int = 1, **changes: object) -> BinaryVersion:
-    base = BinaryVersion(
-        id=binary_id,
-        version=number,
-        last_updated=WHEN + timedelta(seconds=number),
-        content_type="application/pdf",
-        security_context="Patient/123",
-        size=1234,
-        sha256=SHA,
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
-
-
-def marker(binary_id: str, number: int) -> BinaryVersion:
-    return version(binary_id, number, deleted=True, sha256=None, size=0, content_type="")
-
-
-def a_client(client_id: str = "app", created_at: datetime = WHEN) -> Client:
-    return Client(client_id, f"{client_id} name", "system/Binary.rs", "$argon2id$...", created_at)
-
-
-# Migrations.
-
-
-async def test_migrations_create_the_schema_and_running_them_again_changes_nothing(
-    database: Database,
-) -> None:
-    await migrate(database.url)
-    store = await database.open(migrate=False)
-    try:
-        assert await schema_revision(store.engine) == head_revision()
-        await store.add_version(version())
-        await migrate(database.url)
-        await migrate(database.url)
-        assert await schema_revision(store.engine) == head_revision()
-        assert await store.current("a") == version()
-    finally:
-        await store.close()
-
-
-async def test_migrated_schema_is_exactly_the_table_definitions(store: SqlMetadataStore) -> None:
-    def differences(connection: Connection) -> list[object]:
-        return list(compare_metadata(MigrationContext.configure(connection), metadata))
-
-    def primary_key_and_indexes(connection: Connection) -> tuple[object, ...]:
-        inspector = inspect(connection)
-        return (
-            inspector.get_pk_constraint("binary_version")["constrained_columns"],
-            sorted(index["name"] or "" for index in inspector.get_indexes("binary_version")),
-            inspector.get_pk_constraint("client")["constrained_columns"],
-        )
-
-    async with store.engine.connect() as connection:
-        assert await connection.run_sync(differences) == []
-        assert await connection.run_sync(primary_key_and_indexes) == (
-            ["id", "version"],
-            ["ix_binary_version_last_updated", "ix_binary_version_sha256"],
-            ["client_id"],
-        )
-
-
-async def test_concurrent_migrations_of_a_new_database_both_succeed(database: Database) -> None:
-    await asyncio.gather(migrate(database.url), migrate(database.url))
-    store = await database.open(migrate=False)
-    try:
-        assert await schema_revision(store.engine) == head_revision()
-    finally:
-        await store.close()
-
-
-async def test_opening_without_migrate_leaves_the_database_unmigrated(database: Database) -> None:
-    store = await database.open(migrate=False)
-    try:
-        assert await schema_revision(store.engine) is None
-    finally:
-        await store.close()
 
 
 # Binary versions.
@@ -263,6 +141,7 @@ async def test_adding_an_existing_version_raises_version_conflict_and_changes_no
     with pytest.raises(VersionConflict):
         await store.add_version(version("a", 1, content_type="text/plain", size=1))
     assert await store.current("a") == version("a", 1)
+    assert await store.search(CatalogueQuery()) == [version("a", 1)]
 
 
 async def test_an_invalid_row_is_an_integrity_error_not_a_conflict(
@@ -292,6 +171,8 @@ async def test_two_stores_racing_for_the_same_version_exactly_one_wins(
             current = await second.current(binary_id)
             assert current is not None
             assert current.content_type == ("first/racer", "second/racer")[winners[0]]
+            # The loser's transaction rolled back whole: search shows the winner, once.
+            assert await first.search(CatalogueQuery(ids=frozenset({binary_id}))) == [current]
     finally:
         await first.close()
         await second.close()

@@ -2,44 +2,58 @@
 
 from __future__ import annotations
 
-import json
-
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
 from fhirbin import __version__
-from fhirbin.api.handlers import no_xml
+from fhirbin.api.render import pretty, resource_response
 from fhirbin.api.requests import parse_form, read_body, runtime
-from fhirbin.api.responses import FHIR_JSON, json_response
+from fhirbin.api.responses import json_response
 from fhirbin.auth.clients import check_token_request, parse_client_credentials, verify_secret
 from fhirbin.auth.scopes import SUPPORTED_SCOPES, grant
 from fhirbin.errors import FhirbinError, OAuthError
 from fhirbin.fhir.capability import capability_statement
-from fhirbin.fhir.negotiate import Representation, fhir_format, media_type_essence
+from fhirbin.fhir.negotiate import fhir_format, media_type_essence
 
 #: When this CapabilityStatement last changed (R4 capabilitystatement.html: date is 1..1).
 CAPABILITY_DATE = "2026-11-26"
 #: What the Binary endpoint really does today; the statement lists exactly this.
-INTERACTIONS = ("read", "create", "search-type")
-SEARCH_PARAMS = (("_id", "token", "Logical id; exact and case-sensitive, comma-separated = OR."),)
+INTERACTIONS = (
+    "read",
+    "vread",
+    "update",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+)
+SEARCH_PARAMS = (
+    ("_id", "token", "Logical id; exact and case-sensitive, comma-separated = OR."),
+    ("_lastUpdated", "date", "All prefixes (eq ne gt lt ge le sa eb ap), partial dates; no OR."),
+)
+FORMATS = ("application/fhir+json", "json", "application/fhir+xml", "xml")
 
 
 async def metadata(request: Request) -> Response:
     """GET [base]/metadata (R4 http.html#capabilities): public, always FHIR."""
     fmt = fhir_format(request.query_params.get("_format"), request.headers.get("accept"))
-    if fmt is Representation.FHIR_XML:
-        raise no_xml()
     statement = capability_statement(
         base_url=runtime(request).base_url,
         software_version=__version__,
         date=CAPABILITY_DATE,
-        formats=["application/fhir+json", "json"],
+        formats=FORMATS,
         interactions=INTERACTIONS,
         search_params=SEARCH_PARAMS,
+        versioning="versioned-update",
+        read_history=True,
+        update_create=True,
+        conditional_read="full-support",
     )
-    body = json.dumps(statement, separators=(",", ":"))
-    return Response(body, media_type=FHIR_JSON, headers={"Cache-Control": "no-cache"})
+    return resource_response(
+        statement, fmt, pretty=pretty(request), headers={"Cache-Control": "no-cache"}
+    )
 
 
 async def smart_configuration(request: Request) -> Response:

@@ -14,20 +14,40 @@ from __future__ import annotations
 import json
 import uuid
 from typing import Any
+from urllib.parse import parse_qsl
 
 import structlog
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from fhirbin.errors import FhirbinError, MethodNotAllowed, NotFound, OAuthError
+from fhirbin.fhir.negotiate import Representation, fhir_format
 from fhirbin.fhir.outcome import operation_outcome
+from fhirbin.fhir.xml_write import resource_to_xml
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
+FHIR_XML = "application/fhir+xml; charset=utf-8"
 log = structlog.get_logger("fhirbin.api")
 
 # Headers every error carries: errors may quote request data, and are never cached.
 _COMMON = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+
+
+def _wants_xml(scope: Scope | None) -> bool:
+    """R4 http.html#summary: any request may choose the format of its OperationOutcome. A
+    request whose format cannot be negotiated (the 406 itself) gets JSON."""
+    if scope is None or scope.get("type") != "http":
+        return False
+    query = parse_qsl(scope.get("query_string", b"").decode("latin-1"))
+    formats = [value for name, value in query if name == "_format"]
+    try:
+        fmt = fhir_format(formats[-1] if formats else None, Headers(scope=scope).get("accept"))
+    except FhirbinError:
+        return False
+    return fmt is Representation.FHIR_XML
 
 
 def outcome_response(
@@ -37,17 +57,22 @@ def outcome_response(
     *,
     expression: str | None = None,
     headers: dict[str, str] | None = None,
+    xml: bool = False,
 ) -> Response:
     body = operation_outcome(code, diagnostics, expression=expression)
+    if xml:
+        content, media_type = resource_to_xml(body), FHIR_XML
+    else:
+        content, media_type = json.dumps(body, separators=(",", ":")).encode(), FHIR_JSON
     return Response(
-        json.dumps(body, separators=(",", ":")).encode(),
+        content,
         status_code=status,
         headers={**_COMMON, **(headers or {})},
-        media_type=FHIR_JSON,
+        media_type=media_type,
     )
 
 
-def error_response(exc: Exception) -> Response:
+def error_response(exc: Exception, scope: Scope | None = None) -> Response:
     """Render any exception; safe to call from middleware and handlers alike."""
     if isinstance(exc, OAuthError):
         payload = {"error": exc.error, "error_description": exc.diagnostics}
@@ -64,19 +89,21 @@ def error_response(exc: Exception) -> Response:
             exc.diagnostics,
             expression=exc.expression,
             headers=exc.headers,
+            xml=_wants_xml(scope),
         )
     if isinstance(exc, HTTPException):
-        return _http_exception(exc)
+        return error_response(_from_http_exception(exc), scope)
     incident = str(uuid.uuid4())
     log.error("unhandled error", incident=incident, exc_info=exc)
     return outcome_response(
         500,
         "exception",
         f"The server failed to process the request. Incident id {incident}.",
+        xml=_wants_xml(scope),
     )
 
 
-def _http_exception(exc: HTTPException) -> Response:
+def _from_http_exception(exc: HTTPException) -> FhirbinError:
     """Starlette raises these for unmatched routes (404) and methods (405)."""
     err: FhirbinError
     if exc.status_code == 404:
@@ -89,11 +116,11 @@ def _http_exception(exc: HTTPException) -> Response:
         err = FhirbinError(str(exc.detail))
         err.status = exc.status_code
         err.code = "processing"
-    return error_response(err)
+    return err
 
 
 async def _handle(request: Request, exc: Exception) -> Response:
-    return error_response(exc)
+    return error_response(exc, request.scope)
 
 
 def exception_handlers() -> dict[Any, Any]:

@@ -61,7 +61,7 @@ class AuthMiddleware:
         verifier: Callable[[], TokenVerifier],
         clients: Callable[[], ClientStatusCache],
         audience: str,
-        render: Callable[[Exception], ASGIApp],
+        render: Callable[[Exception, Scope], ASGIApp],
     ) -> None:
         self.app = app
         self.verifier = verifier
@@ -79,7 +79,7 @@ class AuthMiddleware:
             if _protected(path):
                 scope[CLAIMS_KEY] = await self._authenticate(scope)
         except FhirbinError as exc:
-            await self.render(exc)(scope, receive, send)
+            await self.render(exc, scope)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

@@ -1,10 +1,10 @@
-"""Every route, one line each. Longer, fixed paths come before the ones with parameters."""
+"""Every route, one line each. Fixed paths come before the ones with parameters."""
 
 from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from fhirbin.api import discovery, handlers
+from fhirbin.api import discovery, reads, searches, writes
 
 
 def routes() -> list[BaseRoute]:
@@ -15,11 +15,16 @@ def routes() -> list[BaseRoute]:
         ),
         Route("/fhir/.well-known/jwks.json", discovery.jwks, methods=["GET"]),
         Route("/fhir/auth/token", discovery.token, methods=["POST"]),
-        Route("/fhir/Binary", handlers.search, methods=["GET"]),
-        Route("/fhir/Binary", handlers.create, methods=["POST"]),
-        Route("/fhir/Binary/", handlers.search, methods=["GET"]),
-        Route("/fhir/Binary/", handlers.create, methods=["POST"]),
-        Route("/fhir/Binary/_search", handlers.search, methods=["POST"]),
-        Route("/fhir/Binary/{id}", handlers.read, methods=["GET"]),
-        Route("/fhir/Binary/{rest:path}", handlers.not_found, methods=["GET"]),
+        Route("/fhir/Binary", searches.search, methods=["GET"]),
+        Route("/fhir/Binary", writes.create, methods=["POST"]),
+        Route("/fhir/Binary/", searches.search, methods=["GET"]),
+        Route("/fhir/Binary/", writes.create, methods=["POST"]),
+        Route("/fhir/Binary/_search", searches.search, methods=["POST"]),
+        Route("/fhir/Binary/_history", searches.history, methods=["GET"]),
+        Route("/fhir/Binary/{id}", reads.read, methods=["GET"]),
+        Route("/fhir/Binary/{id}", writes.update, methods=["PUT"]),
+        Route("/fhir/Binary/{id}", writes.delete, methods=["DELETE"]),
+        Route("/fhir/Binary/{id}/_history", searches.history, methods=["GET"]),
+        Route("/fhir/Binary/{id}/_history/{vid}", reads.vread, methods=["GET"]),
+        Route("/fhir/Binary/{rest:path}", reads.unrouted, methods=["GET", "PUT", "DELETE"]),
     ]

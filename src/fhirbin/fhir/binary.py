@@ -91,7 +91,13 @@ def etag(version: int) -> str:
     return f'W/"{version}"'
 
 
-def _resource(meta: BinaryMeta) -> dict[str, Any]:
+#: Elements a subset always keeps: the resource's identity and the mandatory contentType
+#: (R4 search.html#elements: servers SHOULD return mandatory elements).
+_ALWAYS = frozenset({"id", "meta", "contentType"})
+
+
+def _resource(meta: BinaryMeta, elements: frozenset[str] | None = None) -> dict[str, Any]:
+    """The Binary as a dict without ``data``; ``elements`` selects a subset (``_elements``)."""
     # Element order follows the R4 Binary definition (binary.html#resource).
     resource: dict[str, Any] = {
         "resourceType": "Binary",
@@ -99,9 +105,23 @@ def _resource(meta: BinaryMeta) -> dict[str, Any]:
         "meta": {"versionId": str(meta.version), "lastUpdated": instant(meta.last_updated)},
         "contentType": meta.content_type,
     }
-    if meta.security_context is not None:
+    keep_context = elements is None or "securityContext" in elements
+    if meta.security_context is not None and keep_context:
         resource["securityContext"] = {"reference": meta.security_context}
+    if elements is not None and subsetted(meta, elements):
+        resource["meta"]["tag"] = [dict(SUBSETTED_TAG)]
     return resource
+
+
+def subsetted(meta: BinaryMeta, elements: frozenset[str]) -> bool:
+    """Whether ``_elements`` leaves out something this Binary has (then it is tagged
+    SUBSETTED, R4 search.html#elements)."""
+    present = set(_ALWAYS)
+    if meta.security_context is not None:
+        present.add("securityContext")
+    if meta.size:
+        present.add("data")
+    return not present <= (elements | _ALWAYS)
 
 
 def _dumps(value: Any, pretty: bool) -> str:
@@ -110,14 +130,19 @@ def _dumps(value: Any, pretty: bool) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def binary_json_parts(meta: BinaryMeta, pretty: bool = False) -> tuple[bytes, bytes]:
+def binary_json_parts(
+    meta: BinaryMeta, pretty: bool = False, elements: frozenset[str] | None = None
+) -> tuple[bytes, bytes]:
     """``(head, tail)`` such that ``head + base64(content) + tail`` is the FHIR JSON Binary.
+
+    ``elements`` (``_elements``) must include ``data`` here: a subset without data has no
+    content to stream and is rendered whole by :func:`binary_subset_json`.
 
     An empty Binary (D8, ``meta.size == 0``) has no ``data`` element at all, because FHIR JSON
     forbids empty strings (R4 json.html#primitive): its head is the whole resource and its
     tail is empty. The output is byte for byte what ``json.dumps`` gives for the same dict.
     """
-    text = _dumps(_resource(meta), pretty)
+    text = _dumps(_resource(meta, elements), pretty)
     if meta.size == 0:
         return text.encode(), b""
     if pretty:  # json.dumps(indent=2) ends an object with "\n}"
@@ -142,9 +167,11 @@ def base64_length(size: int) -> int:
     return (size + 2) // 3 * 4
 
 
-def binary_json_length(meta: BinaryMeta, pretty: bool = False) -> int:
+def binary_json_length(
+    meta: BinaryMeta, pretty: bool = False, elements: frozenset[str] | None = None
+) -> int:
     """The exact byte length of the FHIR JSON Binary, for ``Content-Length``."""
-    head, tail = binary_json_parts(meta, pretty)
+    head, tail = binary_json_parts(meta, pretty, elements)
     return len(head) + base64_length(meta.size) + len(tail)
 
 
@@ -192,12 +219,15 @@ async def _exactly(content: AsyncIterable[bytes], meta: BinaryMeta) -> AsyncIter
 
 
 async def binary_json_stream(
-    meta: BinaryMeta, content: AsyncIterable[bytes], pretty: bool = False
+    meta: BinaryMeta,
+    content: AsyncIterable[bytes],
+    pretty: bool = False,
+    elements: frozenset[str] | None = None,
 ) -> AsyncIterator[bytes]:
     """The FHIR JSON Binary of ``meta`` and its ``content``, streamed: exactly
     :func:`binary_json_length` bytes, or ContentSizeMismatchError if the content is not
     ``meta.size`` bytes long."""
-    head, tail = binary_json_parts(meta, pretty)
+    head, tail = binary_json_parts(meta, pretty, elements)
     yield head
     async for piece in base64_chunks(_exactly(content, meta)):
         yield piece
@@ -211,3 +241,8 @@ def binary_summary_json(meta: BinaryMeta) -> dict[str, Any]:
     resource = _resource(meta)
     resource["meta"]["tag"] = [dict(SUBSETTED_TAG)]
     return resource
+
+
+def binary_subset_json(meta: BinaryMeta, elements: frozenset[str]) -> dict[str, Any]:
+    """An ``_elements`` subset without ``data`` (R4 search.html#elements)."""
+    return _resource(meta, elements)

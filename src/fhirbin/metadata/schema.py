@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    ColumnElement,
     Index,
     Integer,
     MetaData,
@@ -19,7 +20,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     false,
+    true,
 )
 
 # Deterministic constraint names, so later migrations can refer to them on every database.
@@ -44,12 +47,32 @@ binary_version = Table(
     Column("size", BigInteger, nullable=False),
     Column("sha256", CHAR(64), nullable=True),  # NULL for a deletion marker
     Column("deleted", Boolean, nullable=False, server_default=false()),
+    # True on the highest version of each id only; set in the transaction that adds a version
+    # (``queries.settle_current``), so reads find current rows without comparing versions.
+    Column("is_current", Boolean, nullable=False, server_default=false()),
     # The unique (id, version) key is the optimistic-concurrency guarantee: of two writers
     # adding the same version, the database lets exactly one commit.
     PrimaryKeyConstraint("id", "version"),
-    Index("ix_binary_version_last_updated", "last_updated"),
+    # History's order, newest first, read straight off the index (no sort, stops at the limit).
+    Index("ix_binary_version_last_updated_id_version", "last_updated", "id", "version"),
     # Lets garbage collection find blobs no version refers to any more.
     Index("ix_binary_version_sha256", "sha256"),
+)
+
+# Current and not a deletion marker: what search sees. Queries must repeat these exact terms:
+# SQLite uses a partial index only when the query's WHERE contains the index's WHERE terms.
+LIVE: ColumnElement[bool] = and_(
+    binary_version.c.is_current == true(), binary_version.c.deleted == false()
+)
+
+# Search's order over live rows only: a page is a range read of this index, and a count reads
+# nothing else.
+Index(
+    "ix_binary_version_live",
+    binary_version.c.last_updated,
+    binary_version.c.id,
+    sqlite_where=LIVE,
+    postgresql_where=LIVE,
 )
 
 client = Table(

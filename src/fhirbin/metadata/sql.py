@@ -1,22 +1,31 @@
 """SqlMetadataStore: the MetadataStore on SQLAlchemy Core (async), for SQLite now and PostgreSQL.
 
-This module owns the queries and the mapping between rows and the dataclasses of ``base``:
-datetimes become integer microseconds since the Unix epoch (UTC) and come back timezone-aware.
-Every query is portable SQL; database-specific setup lives in ``engine``.
+This module runs the statements of ``queries`` (and the clients' few) and maps rows to and from
+the dataclasses of ``base``: datetimes become integer microseconds since the Unix epoch (UTC)
+and come back timezone-aware. Every query is portable SQL; database-specific setup lives in
+``engine``. Each read is one statement, except for id sets larger than one query takes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import RowMapping, Select, false, func, insert, select, update
+from sqlalchemy import RowMapping, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fhirbin.metadata import migrate as migrations
-from fhirbin.metadata.base import BinaryVersion, Client, ClientExists, VersionConflict
+from fhirbin.metadata import queries
+from fhirbin.metadata.base import (
+    BinaryVersion,
+    CatalogueQuery,
+    Client,
+    ClientExists,
+    HistoryQuery,
+    VersionConflict,
+)
 from fhirbin.metadata.engine import create_engine, sqlite_url, write_transaction
 from fhirbin.metadata.schema import binary_version, client
 
@@ -25,8 +34,8 @@ __all__ = ["SqlMetadataStore", "from_micros", "sqlite_url", "to_micros"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
-# Ids per current_many query: far below the bound-parameter limits of SQLite (32766) and
-# asyncpg (32767), so any number of ids works, in one query for every realistic page.
+# Ids per query (current_many, search, count): far below the bound-parameter limits of SQLite
+# (32766) and asyncpg (32767), so any number of ids works, in one query for every realistic page.
 _IDS_PER_QUERY = 500
 
 
@@ -66,17 +75,21 @@ def _client_from_row(row: RowMapping) -> Client:
     )
 
 
-def _live_current_versions(ids: Sequence[str] | None) -> Select[*tuple[Any, ...]]:
-    """The newest version of each id (of ``ids``, or of all) unless it is a deletion marker."""
-    newest_first = func.row_number().over(
-        partition_by=binary_version.c.id, order_by=binary_version.c.version.desc()
-    )
-    ranked_query = select(binary_version, newest_first.label("rank"))
-    if ids is not None:
-        ranked_query = ranked_query.where(binary_version.c.id.in_(ids))
-    ranked = ranked_query.subquery()
-    columns = [ranked.c[column.name] for column in binary_version.columns]
-    return select(*columns).where(ranked.c.rank == 1, ranked.c.deleted == false())
+def _id_chunks(ids: Collection[str] | None) -> list[Sequence[str] | None]:
+    """``ids`` in query-sized chunks, sorted; [None] for "any id", [] for no ids at all."""
+    if ids is None:
+        return [None]
+    wanted = sorted(set(ids))
+    return [
+        wanted[start : start + _IDS_PER_QUERY] for start in range(0, len(wanted), _IDS_PER_QUERY)
+    ]
+
+
+def _search_key(version: BinaryVersion) -> tuple[datetime, str]:
+    # Merges the pages of several id chunks, so it must order as the database does. Python
+    # compares str by code point, as SQLite's BINARY collation does; PostgreSQL will need the
+    # id column in the "C" collation for the same order.
+    return (version.last_updated, version.id)
 
 
 def _by_id(versions: list[BinaryVersion]) -> list[BinaryVersion]:
@@ -121,7 +134,10 @@ class SqlMetadataStore:
         }
         try:
             async with write_transaction(self.engine) as connection:
+                # Insert first: a writer losing the race for (id, version) fails here, before
+                # touching any other row, and its transaction rolls back whole.
                 await connection.execute(insert(binary_version).values(values))
+                await connection.execute(queries.settle_current(version.id, version.version))
         except IntegrityError as error:
             # The primary key is the only unique constraint, but a NOT NULL violation is an
             # IntegrityError too: only call it a conflict when the row really is there.
@@ -130,38 +146,82 @@ class SqlMetadataStore:
             raise
 
     async def _has_version(self, binary_id: str, version: int) -> bool:
-        query = select(binary_version.c.version).where(
-            binary_version.c.id == binary_id, binary_version.c.version == version
-        )
-        async with self.engine.connect() as connection:
-            return (await connection.execute(query)).first() is not None
+        return await self.get_version(binary_id, version) is not None
 
-    async def current(self, binary_id: str) -> BinaryVersion | None:
-        # Served by the primary key index on (id, version): one index probe, no sort.
-        query = (
-            select(binary_version)
-            .where(binary_version.c.id == binary_id)
-            .order_by(binary_version.c.version.desc())
-            .limit(1)
-        )
+    async def _one(self, statement: queries.Statement) -> BinaryVersion | None:
         async with self.engine.connect() as connection:
-            row = (await connection.execute(query)).mappings().first()
+            row = (await connection.execute(statement)).mappings().first()
         return None if row is None else _version_from_row(row)
 
+    @staticmethod
+    async def _all(
+        connection: AsyncConnection, statement: queries.Statement
+    ) -> list[BinaryVersion]:
+        result = await connection.execute(statement)
+        return [_version_from_row(row) for row in result.mappings()]
+
+    async def current(self, binary_id: str) -> BinaryVersion | None:
+        return await self._one(queries.newest(binary_id))
+
+    async def get_version(self, binary_id: str, version: int) -> BinaryVersion | None:
+        return await self._one(queries.get_version(binary_id, version))
+
     async def current_many(self, binary_ids: Sequence[str]) -> list[BinaryVersion]:
-        wanted = sorted(set(binary_ids))
         found: list[BinaryVersion] = []
         async with self.engine.connect() as connection:
-            for start in range(0, len(wanted), _IDS_PER_QUERY):
-                query = _live_current_versions(wanted[start : start + _IDS_PER_QUERY])
-                result = await connection.execute(query)
-                found.extend(_version_from_row(row) for row in result.mappings())
+            for chunk in _id_chunks(binary_ids):
+                found.extend(await self._all(connection, queries.live_current(chunk)))
         return _by_id(found)
 
     async def current_all(self) -> list[BinaryVersion]:
         async with self.engine.connect() as connection:
-            result = await connection.execute(_live_current_versions(None))
-            return _by_id([_version_from_row(row) for row in result.mappings()])
+            return _by_id(await self._all(connection, queries.live_current(None)))
+
+    async def search(self, query: CatalogueQuery) -> list[BinaryVersion]:
+        chunks = (queries.search(query, chunk) for chunk in _id_chunks(query.ids))
+        statements = [statement for statement in chunks if statement is not None]
+        if not statements:
+            return []
+        found: list[BinaryVersion] = []
+        # One connection (one transaction), so that on SQLite every chunk reads one snapshot.
+        async with self.engine.connect() as connection:
+            for statement in statements:
+                found.extend(await self._all(connection, statement))
+        if len(statements) > 1:
+            # Each chunk gave its first ``limit`` rows in order; the page is the first ``limit``
+            # of them all.
+            descending = queries.reads_descending(query.descending, query.before)
+            found.sort(key=_search_key, reverse=descending)
+            del found[query.limit :]
+        if query.before is not None:
+            # Read backwards from the keyset; returned in the query's order.
+            found.reverse()
+        return found
+
+    async def count(self, query: CatalogueQuery) -> int:
+        chunks = (queries.count(query, chunk) for chunk in _id_chunks(query.ids))
+        statements = [statement for statement in chunks if statement is not None]
+        if not statements:
+            return 0
+        total = 0
+        async with self.engine.connect() as connection:
+            for statement in statements:
+                total += int((await connection.execute(statement)).scalar_one())
+        return total
+
+    async def history(self, query: HistoryQuery) -> list[BinaryVersion]:
+        statement = queries.history(query)
+        if statement is None:
+            return []
+        async with self.engine.connect() as connection:
+            found = await self._all(connection, statement)
+        if query.before is not None:
+            found.reverse()
+        return found
+
+    async def count_history(self, query: HistoryQuery) -> int:
+        async with self.engine.connect() as connection:
+            return int((await connection.execute(queries.count_history(query))).scalar_one())
 
     # Clients.
 

@@ -1,0 +1,214 @@
+"""Writing a run's results: JSON, a Markdown table, a PNG chart of the ratios, latest.md."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+KIB = 1 << 10
+MIB = 1 << 20
+GIB = 1 << 30
+
+
+def _size(size: int) -> str:
+    for unit, name in ((GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")):
+        if size >= unit and size % unit == 0:
+            return f"{size // unit} {name}"
+    return f"{size / MIB:.1f} MiB"
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def _ratio(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.3f}"
+
+
+def _latency(result: dict[str, Any]) -> str:
+    latency = result.get("latency_ms")
+    if not latency:
+        return "n/a"
+    return f"{latency['p50']:.2f} / {latency['p99']:.2f} ms"
+
+
+def _target(results: dict[str, Any], key: str) -> str:
+    for target in results["targets"]:
+        if target["key"] == key:
+            op = "≥" if target["op"] == ">=" else "<"
+            bound = target["target"]
+            shown = f"{bound:g} MiB" if key.endswith("_mib") else f"{bound:g}"
+            if key.endswith("_ms"):
+                shown = f"p99 {op} {bound:g} ms"
+                op = ""
+            mark = {True: "✅ met", False: "❌ missed", None: "n/a"}[target["met"]]
+            return f"{op} {shown} {mark}".strip()
+    return "-"
+
+
+def file_stem(started_utc: str, commit: str | None) -> str:
+    """``20250101T120000Z-abc1234``: UTC start of the run and HEAD's short commit."""
+    stamp = started_utc.replace("+00:00", "Z").replace("-", "").replace(":", "")
+    return f"{stamp}-{(commit or 'nocommit')[:7]}"
+
+
+def markdown(results: dict[str, Any], chart_name: str | None = None) -> str:
+    m = results["measurements"]
+    c = results["config"]
+    v = results["versions"]
+    mach = results["machine"]
+    load = results["load"]["before"]
+    during = results["load"].get("during", {})
+    large, medium, piece = _size(c["size"]), _size(c["json_size"]), _size(c["slice"])
+    runs = c["runs"]
+    small = m["small_raw"]
+    ngx_rps = small["nginx"]["requests_per_s"]
+    lines = [
+        f"### fhirbin vs nginx: {results['started_utc'].replace('+00:00', ' UTC')}, "
+        f"commit `{(results.get('commit') or 'unknown')[:7]}`",
+        "",
+        f"{mach['cores']} cores ({mach['cpu_model']}), {mach['memory_gib']} GiB RAM, "
+        f"{mach['os']}, Linux {mach['kernel']}; Python {v['python']}, fhirbin {v['fhirbin']}, "
+        f"granian {v['granian']}, Starlette {v['starlette']}, nginx {v['nginx']}, "
+        f"wrk {v['wrk']}. fhirbin {c['fhirbin_workers']} workers "
+        f"({c['fhirbin_processes']} processes), nginx {c['nginx_workers']} workers; "
+        f"wrk {c['wrk_threads']} threads, {c['wrk_connections']} connections, "
+        f"{c['duration_s']:g} s per run after {c['warmup_s']:g} s of warm-up; large "
+        f"transfers: median of {runs} runs, one request at a time. Other processes used "
+        f"{during.get('other_cpu_percent', 'n/a')}% of the CPUs during the run (load average "
+        f"{load['loadavg'][0]} before it)."
+        + (f" Label: {results['label']}." if results.get("label") else ""),
+        "",
+        "| Measurement | fhirbin | yardstick | ratio | target (issue 5) |",
+        "|---|---:|---:|---:|---|",
+        f"| Small raw read, 1 KiB, authenticated: req/s | "
+        f"{_num(small['fhirbin']['requests_per_s'])} | nginx {_num(ngx_rps)} | "
+        f"{_ratio(small['ratio'])} | {_target(results, 'small_raw_ratio')} |",
+        f"| ↳ latency p50 / p99 | {_latency(small['fhirbin'])} | "
+        f"nginx {_latency(small['nginx'])} | | {_target(results, 'small_raw_p99_ms')} |",
+    ]
+    for key, label in (
+        ("fhir_json_read", "FHIR JSON read, 1 KiB (`Accept: application/fhir+json`)"),
+        ("search_id", "Search `GET /Binary?_id=`, 1 KiB Binary"),
+    ):
+        result = m[key]["fhirbin"]
+        lines.append(
+            f"| {label}: req/s (p50 / p99) | {_num(result['requests_per_s'])} "
+            f"({_latency(result)}) | nginx 1 KiB {_num(ngx_rps)} | {_ratio(m[key]['ratio'])} | - |"
+        )
+    down = m["download"]
+    lines += [
+        f"| Download {large}, native: MiB/s | {_num(down['fhirbin']['median_mib_s'])} | "
+        f"nginx {_num(down['nginx']['median_mib_s'])} | {_ratio(down['ratio'])} | "
+        f"{_target(results, 'download_ratio')} |",
+        f"| ↳ server peak RSS growth | {down['rss']['growth_mib']:g} MiB | | | "
+        f"{_target(results, 'download_rss_growth_mib')} |",
+    ]
+    up = m["upload"]
+    lines += [
+        f"| Upload {large}, raw `POST /Binary`: MiB/s | {_num(up['fhirbin']['median_mib_s'])} | "
+        f"`cp` + fsync {_num(up['copy']['median_mib_s'])} | {_ratio(up['ratio'])} | "
+        f"{_target(results, 'upload_ratio')} |",
+        f"| ↳ server peak RSS growth | {up['rss']['growth_mib']:g} MiB | | | "
+        f"{_target(results, 'upload_rss_growth_mib')} |",
+    ]
+    fj = m["fhir_json_large"]
+    lines += [
+        f"| FHIR JSON (base64) read, {medium}: content MiB/s (wire) | "
+        f"{_num(fj['fhirbin']['median_mib_s'])} ({_num(fj['fhirbin_wire']['median_mib_s'])}) | "
+        f"nginx raw {_num(fj['nginx_raw']['median_mib_s'])} | {_ratio(fj['ratio'])} | - |",
+        f"| ↳ server peak RSS growth | {fj['rss']['growth_mib']:g} MiB | | | "
+        f"{_target(results, 'fhir_json_rss_growth_mib')} |",
+    ]
+    rng = m["range"]
+    fb_rng, ngx_rng = rng["fhirbin"], rng["nginx"]
+    flag = "" if rng["range_supported"] else f" ⚠ status {fb_rng['probe']['status']}, no Range"
+    lines.append(
+        f"| Range reads, {piece} at random offsets of {large}: req/s | "
+        f"{_num(fb_rng['requests_per_s'])}{flag} | nginx {_num(ngx_rng['requests_per_s'])} | "
+        f"{_ratio(rng['ratio'])} | - |"
+    )
+    profile = results.get("profile")
+    if profile:
+        top = ", ".join(f"`{name}` {share:.0%}" for name, share in profile["top_self"][:3])
+        lines += [
+            "",
+            f"Profile of the small raw read (py-spy on the workers, an extra unmeasured run): "
+            f"[{profile['summary']}]({profile['summary']}); highest self time: {top}.",
+        ]
+    if results["notes"]:
+        lines += ["", "Notes:", ""]
+        lines += [f"- {note}" for note in results["notes"]]
+    if chart_name:
+        lines += ["", f"![ratios to the yardsticks]({chart_name})"]
+    return "\n".join(lines) + "\n"
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = results["measurements"]
+    large = _size(results["config"]["size"])
+    bars: list[tuple[str, float | None, float | None]] = [
+        ("small raw read 1 KiB\n(req/s vs nginx)", m["small_raw"]["ratio"], 0.20),
+        ("FHIR JSON read 1 KiB\n(req/s vs nginx raw)", m["fhir_json_read"]["ratio"], None),
+        ("search _id\n(req/s vs nginx raw)", m["search_id"]["ratio"], None),
+        (f"download {large}\n(MiB/s vs nginx)", m["download"]["ratio"], 0.70),
+        (f"upload {large}\n(MiB/s vs cp + fsync)", m["upload"]["ratio"], 0.50),
+        ("FHIR JSON read\n(MiB/s vs nginx raw)", m["fhir_json_large"]["ratio"], None),
+        ("Range 1 MiB slices\n(req/s vs nginx)", m["range"]["ratio"], None),
+    ]
+    fig, ax = plt.subplots(figsize=(9, 5.2))
+    labels = [b[0] for b in bars]
+    values = [b[1] or 0.0 for b in bars]
+    colors = []
+    for _label, value, target in bars:
+        if value is None:
+            colors.append("#bbbbbb")
+        elif target is None:
+            colors.append("#4c72b0")
+        else:
+            colors.append("#55a868" if value >= target else "#c44e52")
+    y = list(range(len(bars)))
+    ax.barh(y, values, color=colors)
+    for i, (_label, value, target) in enumerate(bars):
+        text = "n/a" if value is None else f"{value:.2f}" if value >= 0.1 else f"{value:.3f}"
+        ax.text((value or 0) + 0.01, i, text, va="center", fontsize=9)
+        if target is not None:
+            ax.plot([target, target], [i - 0.42, i + 0.42], color="black", linewidth=2)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="#888888", linestyle=":", linewidth=1)
+    ax.set_xlim(0, max(1.1, max(values) * 1.15))
+    ax.set_xlabel("ratio (fhirbin / yardstick; black tick = issue 5 target)")
+    commit = (results.get("commit") or "unknown")[:7]
+    ax.set_title(f"fhirbin vs yardsticks, {results['started_utc'][:16]} UTC, {commit}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write(results: dict[str, Any], results_dir: Path) -> dict[str, Path]:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stem = file_stem(results["started_utc"], results.get("commit"))
+    paths = {
+        "json": results_dir / f"{stem}.json",
+        "markdown": results_dir / f"{stem}.md",
+        "png": results_dir / f"{stem}.png",
+    }
+    paths["json"].write_text(json.dumps(results, indent=2) + "\n")
+    chart(results, paths["png"])
+    paths["markdown"].write_text(markdown(results, chart_name=paths["png"].name))
+    latest = results_dir / "latest.md"
+    shutil.copyfile(paths["markdown"], latest)
+    paths["latest"] = latest
+    return paths

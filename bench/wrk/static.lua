@@ -1,0 +1,1 @@
+-- The same request over and over (the URL and -H headers given to wrk).

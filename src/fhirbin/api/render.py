@@ -1,0 +1,228 @@
+"""FHIR representations as responses: a Binary, a Bundle, any small resource, in JSON or XML.
+
+The format comes from negotiation (``_format`` / ``Accept``, R4 http.html#mime-type) and
+``_pretty`` (R4 http.html#parameters). Binaries and Bundles stream; small resources
+(OperationOutcome, CapabilityStatement) are rendered whole.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhirbin.api.responses import StreamedResponse, validator_headers
+from fhirbin.errors import BadRequest
+from fhirbin.fhir.binary import (
+    binary_json_length,
+    binary_json_stream,
+    binary_subset_json,
+    binary_summary_json,
+)
+from fhirbin.fhir.bundle import JsonEntry, bundle_stream
+from fhirbin.fhir.negotiate import Representation
+from fhirbin.fhir.xml_bundle import XmlEntry, bundle_xml_stream
+from fhirbin.fhir.xml_write import (
+    binary_xml_length,
+    binary_xml_stream,
+    resource_to_xml,
+)
+from fhirbin.metadata.base import BinaryVersion
+from fhirbin.service import BinaryService
+
+T = TypeVar("T")
+
+FHIR_JSON = "application/fhir+json; charset=utf-8"
+FHIR_XML = "application/fhir+xml; charset=utf-8"
+
+
+def media_type(fmt: Representation) -> str:
+    return FHIR_XML if fmt is Representation.FHIR_XML else FHIR_JSON
+
+
+def pretty(request: Request) -> bool:
+    """``_pretty=true|false`` (R4 http.html#parameters); anything else is a 400."""
+    value = request.query_params.get("_pretty")
+    if value is None or value == "false":
+        return False
+    if value == "true":
+        return True
+    raise BadRequest("_pretty must be true or false.", expression="http._pretty")
+
+
+@dataclass(frozen=True)
+class Subset:
+    """``_summary=true`` (no data) or ``_elements`` (R4 search.html#summary, #elements)."""
+
+    summary: bool = False
+    elements: frozenset[str] | None = None
+
+    @property
+    def has_data(self) -> bool:
+        return not self.summary and (self.elements is None or "data" in self.elements)
+
+
+FULL = Subset()
+
+
+def resource_bytes(resource: Mapping[str, Any], fmt: Representation, pretty: bool) -> bytes:
+    if fmt is Representation.FHIR_XML:
+        return resource_to_xml(resource, pretty=pretty)
+    if pretty:
+        return json.dumps(resource, indent=2).encode()
+    return json.dumps(resource, separators=(",", ":")).encode()
+
+
+def resource_response(
+    resource: Mapping[str, Any],
+    fmt: Representation,
+    *,
+    pretty: bool = False,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    return Response(
+        resource_bytes(resource, fmt, pretty),
+        status_code=status_code,
+        media_type=media_type(fmt),
+        headers=dict(headers or {}),
+    )
+
+
+def binary_stream(
+    service: BinaryService,
+    version: BinaryVersion,
+    fmt: Representation,
+    *,
+    pretty: bool,
+    subset: Subset = FULL,
+    nested: bool = False,
+) -> AsyncIterator[bytes]:
+    """The FHIR form of one Binary version, streamed (base64 encoded chunk by chunk)."""
+    if not subset.has_data or (version.size == 0 and subset.elements is not None):
+        small = (
+            binary_summary_json(version)
+            if subset.summary
+            else binary_subset_json(version, subset.elements or frozenset())
+        )
+        if fmt is Representation.FHIR_XML:
+            return _once(resource_to_xml(small, pretty=pretty, declaration=not nested))
+        return _once(resource_bytes(small, fmt, pretty))
+    content = service.content(version)
+    if fmt is Representation.FHIR_XML:
+        return binary_xml_stream(version, content, pretty=pretty, declaration=not nested)
+    return binary_json_stream(version, content, pretty=pretty, elements=subset.elements)
+
+
+def binary_length(version: BinaryVersion, fmt: Representation, pretty: bool) -> int:
+    if fmt is Representation.FHIR_XML:
+        return binary_xml_length(version, pretty=pretty)
+    return binary_json_length(version, pretty=pretty)
+
+
+def binary_response(
+    service: BinaryService,
+    version: BinaryVersion,
+    fmt: Representation,
+    *,
+    pretty: bool,
+    status_code: int = 200,
+    extra_headers: Mapping[str, str] | None = None,
+) -> StreamedResponse:
+    """The whole FHIR Binary with validators and an exact Content-Length."""
+    headers = validator_headers(version)
+    headers["Content-Type"] = media_type(fmt)
+    headers["Content-Length"] = str(binary_length(version, fmt, pretty))
+    headers.update(extra_headers or {})
+    body = binary_stream(service, version, fmt, pretty=pretty)
+    return StreamedResponse(status_code=status_code, headers=headers, body=body)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One Bundle entry, format-neutral."""
+
+    full_url: str | None
+    version: BinaryVersion | None
+    search_mode: str | None = None
+    request: tuple[str, str] | None = None
+    response: Mapping[str, str] | None = None
+
+
+def bundle_response(
+    service: BinaryService,
+    *,
+    bundle_type: str,
+    total: int | None,
+    links: Sequence[tuple[str, str]],
+    entries: Sequence[Entry],
+    fmt: Representation,
+    pretty: bool,
+    subset: Subset = FULL,
+) -> StreamedResponse:
+    """A searchset or history Bundle, streamed; Binaries inside are always FHIR (R4
+    binary.html#rest)."""
+    if fmt is Representation.FHIR_XML:
+        xml_entries = [
+            XmlEntry(
+                full_url=e.full_url,
+                resource=_resource(service, e, fmt, pretty, subset),
+                search_mode=e.search_mode,
+                request=e.request,
+                response=e.response,
+            )
+            for e in entries
+        ]
+        body = bundle_xml_stream(
+            bundle_type=bundle_type,
+            total=total,
+            links=links,
+            entries=_aiter(xml_entries),
+            pretty=pretty,
+        )
+    else:
+        json_entries = [
+            JsonEntry(
+                full_url=e.full_url,
+                resource=_resource(service, e, fmt, pretty, subset),
+                search_mode=e.search_mode,
+                request=e.request,
+                response=e.response,
+            )
+            for e in entries
+        ]
+        body = bundle_stream(
+            bundle_type=bundle_type,
+            total=total,
+            links=links,
+            entries=_aiter(json_entries),
+            pretty=pretty,
+        )
+    headers = {
+        "Content-Type": media_type(fmt),
+        "Cache-Control": "private",
+        "Vary": "Accept",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return StreamedResponse(status_code=200, headers=headers, body=body)
+
+
+def _resource(
+    service: BinaryService, entry: Entry, fmt: Representation, pretty: bool, subset: Subset
+) -> AsyncIterable[bytes] | None:
+    if entry.version is None:
+        return None
+    return binary_stream(service, entry.version, fmt, pretty=pretty, subset=subset, nested=True)
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _aiter(items: Sequence[T]) -> AsyncIterator[T]:
+    for item in items:
+        yield item

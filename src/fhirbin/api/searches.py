@@ -1,0 +1,230 @@
+"""Search and history: parameters → catalogue query → a paged, streamed Bundle.
+
+Paging is keyset-based (fhir/paging.py): each page link carries the parameters in force and an
+opaque cursor naming the row the page starts after (or ends before), so following a link with
+GET works after a POST search and pages do not shift when Binaries are added meanwhile
+(R4 http.html#paging).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhirbin.api.render import Entry, Subset, bundle_response, pretty
+from fhirbin.api.requests import parse_form, read_body, require, runtime
+from fhirbin.errors import UnsupportedMediaType
+from fhirbin.fhir.binary import etag, instant
+from fhirbin.fhir.dates import datetime_to_us
+from fhirbin.fhir.ids import check_id
+from fhirbin.fhir.negotiate import Representation, fhir_format, media_type_essence
+from fhirbin.fhir.paging import Cursor, decode_cursor, encode_cursor, page_links
+from fhirbin.fhir.search import parse_binary_search, parse_history_params, prefer_handling
+from fhirbin.metadata.base import (
+    BinaryVersion,
+    CatalogueQuery,
+    HistoryQuery,
+    Keyset,
+    UpdatedRange,
+)
+
+FORM = "application/x-www-form-urlencoded"
+#: A POSTed search is a handful of parameters; anything bigger is not a search.
+MAX_FORM_BODY = 1024 * 1024
+DEFAULT_COUNT = 20
+MAX_COUNT = 1000
+
+
+async def _params(request: Request) -> list[tuple[str, str]]:
+    params: list[tuple[str, str]] = list(request.query_params.multi_items())
+    if request.method == "POST":
+        content_type = request.headers.get("content-type", "")
+        if media_type_essence(content_type) != FORM:
+            raise UnsupportedMediaType(
+                f"POST _search takes {FORM}, not {content_type or 'an untyped body'}.",
+                expression="http.Content-Type",
+            )
+        params += parse_form(await read_body(request, MAX_FORM_BODY))
+    return params
+
+
+def _format(request: Request, params: Sequence[tuple[str, str]]) -> Representation:
+    formats = [value for key, value in params if key == "_format"]
+    return fhir_format(formats[-1] if formats else None, request.headers.get("accept"))
+
+
+def _strict(request: Request) -> bool:
+    return prefer_handling(request.headers.get("prefer")) == "strict"
+
+
+def _keyset(cursor: Cursor | None, direction: str) -> Keyset | None:
+    if cursor is None or cursor.direction != direction:
+        return None
+    return Keyset(cursor.last_updated_us, cursor.id, cursor.version)
+
+
+def _key(version: BinaryVersion, direction: str) -> str:
+    us = datetime_to_us(version.last_updated)
+    return encode_cursor(direction, us, version.id, version.version)
+
+
+async def search(request: Request) -> Response:
+    """GET [base]/Binary?… and POST [base]/Binary/_search (R4 http.html#search)."""
+    require(request, "s")
+    params = await _params(request)
+    fmt = _format(request, params)
+    query = parse_binary_search(
+        params,
+        _strict(request),
+        now_us=time.time_ns() // 1000,
+        default_count=DEFAULT_COUNT,
+        max_count=MAX_COUNT,
+    )
+    cursor = decode_cursor(query.page) if query.page else None
+    ids = None
+    if query.ids is not None:
+        ids = frozenset.intersection(*query.ids) if query.ids else frozenset()
+    count_only = query.count == 0 or query.summary == "count"
+    catalogue_query = CatalogueQuery(
+        ids=ids,
+        updated=tuple(UpdatedRange(u.lower_us, u.upper_us, u.inside) for u in query.updated),
+        descending=query.descending,
+        after=_keyset(cursor, "next"),
+        before=_keyset(cursor, "prev"),
+        limit=0 if count_only else query.count + 1,  # one more tells whether a page follows
+    )
+    rt = runtime(request)
+    rows, total = await rt.service.search(catalogue_query, with_total=query.total != "none")
+    rows, links = _page(rt.base_url, "Binary", query.used, query.count, rows, cursor, count_only)
+    base = rt.base_url
+    entries = [Entry(f"{base}/Binary/{v.id}", v, search_mode="match") for v in rows]
+    subset = Subset(summary=query.summary == "true", elements=query.elements)
+    return bundle_response(
+        rt.service,
+        bundle_type="searchset",
+        total=total,
+        links=links,
+        entries=entries,
+        fmt=fmt,
+        pretty=pretty(request),
+        subset=subset,
+    )
+
+
+def _page(
+    base_url: str,
+    path: str,
+    used: Sequence[tuple[str, str]],
+    count: int,
+    rows: list[BinaryVersion],
+    cursor: Cursor | None,
+    count_only: bool,
+) -> tuple[list[BinaryVersion], list[tuple[str, str]]]:
+    """Trim the extra row and build self/first/next/previous (R4 search.html#count: no page
+    links for ``_count=0``)."""
+    if count_only:
+        return [], page_links(
+            base_url,
+            path,
+            used,
+            count,
+            first_cursor=None,
+            next_cursor=None,
+            prev_cursor=None,
+            self_cursor=None,
+        )
+    backwards = cursor is not None and cursor.direction == "prev"
+    more = len(rows) > count
+    if more:
+        # Rows come in the query's order; the extra row of a "prev" page is its first one.
+        rows = rows[1:] if backwards else rows[:count]
+    has_next = (more and not backwards) or backwards
+    has_prev = (more and backwards) or (cursor is not None and not backwards)
+    next_cursor = _key(rows[-1], "next") if rows and has_next else None
+    prev_cursor = _key(rows[0], "prev") if rows and has_prev else None
+    self_cursor = None
+    if cursor is not None:
+        self_cursor = encode_cursor(
+            cursor.direction, cursor.last_updated_us, cursor.id, cursor.version
+        )
+    links = page_links(
+        base_url,
+        path,
+        used,
+        count,
+        first_cursor=None,
+        next_cursor=next_cursor,
+        prev_cursor=prev_cursor,
+        self_cursor=self_cursor,
+    )
+    return rows, links
+
+
+async def history(request: Request) -> Response:
+    """GET [base]/Binary/[id]/_history and [base]/Binary/_history (R4 http.html#history)."""
+    binary_id = request.path_params.get("id")
+    require(request, "r" if binary_id is not None else "s")
+    if binary_id is not None:
+        check_id(binary_id)
+    params = list(request.query_params.multi_items())
+    fmt = _format(request, params)
+    query = parse_history_params(
+        params, strict=_strict(request), default_count=DEFAULT_COUNT, max_count=MAX_COUNT
+    )
+    cursor = decode_cursor(query.page) if query.page else None
+    rt = runtime(request)
+    if binary_id is not None and await rt.catalogue.current(binary_id) is None:
+        await rt.service.read(binary_id)  # raises the 404 an unknown id deserves
+    history_query = HistoryQuery(
+        binary_id=binary_id,
+        since_us=query.since_us,
+        after=_keyset(cursor, "next"),
+        before=_keyset(cursor, "prev"),
+        limit=query.count + 1 if query.count else 0,
+    )
+    rows, total = await rt.service.history(history_query, with_total=True)
+    path = f"Binary/{binary_id}/_history" if binary_id is not None else "Binary/_history"
+    rows, links = _page(rt.base_url, path, query.used, query.count, rows, cursor, query.count == 0)
+    entries = [_history_entry(rt.base_url, v) for v in rows]
+    return bundle_response(
+        rt.service,
+        bundle_type="history",
+        total=total,
+        links=links,
+        entries=entries,
+        fmt=fmt,
+        pretty=pretty(request),
+    )
+
+
+def _history_entry(base_url: str, version: BinaryVersion) -> Entry:
+    """R4 http.html#history: entries carry request and response; a deletion has no resource.
+
+    fhirbin does not record whether version 1 came from POST or from update-as-create, so
+    version 1 is reported as POST (a create) and later versions as PUT.
+    """
+    if version.deleted:
+        request = ("DELETE", f"Binary/{version.id}")
+        status = "204"
+    elif version.version == 1:
+        request = ("POST", "Binary")
+        status = "201"
+    else:
+        request = ("PUT", f"Binary/{version.id}")
+        status = "200"
+    response = {
+        "status": status,
+        "etag": etag(version.version),
+        "lastModified": instant(version.last_updated),
+    }
+    if not version.deleted:
+        response["location"] = f"Binary/{version.id}/_history/{version.version}"
+    return Entry(
+        full_url=f"{base_url}/Binary/{version.id}",
+        version=None if version.deleted else version,
+        request=request,
+        response=response,
+    )

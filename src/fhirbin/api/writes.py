@@ -1,0 +1,172 @@
+"""create, update and delete: parse the body, call the service, answer per ``Prefer``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from functools import partial
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhirbin.api.render import binary_response, pretty, resource_response
+from fhirbin.api.requests import content_length, read_body, require, runtime
+from fhirbin.errors import BadRequest
+from fhirbin.fhir.binary import etag, http_date
+from fhirbin.fhir.binary_parse import ParsedBinary, parse_binary_resource
+from fhirbin.fhir.conditional import if_match_ok
+from fhirbin.fhir.ids import check_id, check_writable_id
+from fhirbin.fhir.negotiate import (
+    Representation,
+    check_content_type,
+    fhir_format,
+    is_fhir_json_type,
+    is_fhir_xml_type,
+)
+from fhirbin.fhir.outcome import operation_outcome
+from fhirbin.fhir.prefer import Return, prefer_return
+from fhirbin.fhir.references import security_context_header
+from fhirbin.fhir.xml_parse import parse_binary_xml
+from fhirbin.metadata.base import BinaryVersion
+from fhirbin.service import BinaryService, too_large
+
+
+@dataclass(frozen=True)
+class Upload:
+    """What a create or update body amounts to."""
+
+    content_type: str
+    security_context: str | None
+    chunks: AsyncIterable[bytes]
+    #: D7: ``representation`` for FHIR resource bodies, ``minimal`` for native ones
+    default_return: Return
+    #: the id inside a FHIR Binary body (None for native bodies)
+    body_id: str | None = None
+    fhir_body: bool = False
+
+
+async def _upload(request: Request, service: BinaryService) -> Upload:
+    content_type = check_content_type(request.headers.get("content-type"))
+    header_context = security_context_header(request.headers.getlist("x-security-context"))
+    fhir_json, fhir_xml = is_fhir_json_type(content_type), is_fhir_xml_type(content_type)
+    if fhir_json or fhir_xml:
+        # A FHIR body is parsed only to learn whether it *is* a Binary; bodies that are not
+        # (a Patient, say) are "accepted as is" as native content (R4 binary.html#rest).
+        # base64 is 4/3 of the content, plus room for the markup around it.
+        limit = service.max_size * 4 // 3 + 65536
+        body = await read_body(request, limit, too_large(service.max_size))
+        parsed = parse_binary_resource(body) if fhir_json else parse_binary_xml(body)
+        if parsed is not None:
+            return _from_resource(parsed, header_context)
+        return Upload(content_type, header_context, _once(body), Return.MINIMAL)
+    declared = content_length(request)
+    if declared is not None and declared > service.max_size:
+        raise too_large(service.max_size)  # decided before reading a byte
+    return Upload(content_type, header_context, request.stream(), Return.MINIMAL)
+
+
+def _from_resource(parsed: ParsedBinary, header_context: str | None) -> Upload:
+    body_context = parsed.security_context
+    if header_context is not None and body_context is not None and header_context != body_context:
+        raise BadRequest(
+            "X-Security-Context and the body's securityContext name different resources.",
+            expression="http.X-Security-Context",
+        )
+    return Upload(
+        parsed.content_type,
+        body_context or header_context,
+        _once(parsed.data),
+        Return.REPRESENTATION,
+        body_id=parsed.id,
+        fhir_body=True,
+    )
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def _returning(request: Request, upload: Upload) -> tuple[Return, Representation]:
+    """Decision D7, settled before anything is stored so a refusal leaves nothing behind."""
+    fmt = fhir_format(request.query_params.get("_format"), request.headers.get("accept"))
+    returning = prefer_return(request.headers.get("prefer"), upload.default_return)
+    return returning, fmt
+
+
+async def create(request: Request) -> Response:
+    """POST [base]/Binary — native bytes as-is, or a FHIR Binary (R4 binary.html#rest)."""
+    require(request, "c")
+    service = runtime(request).service
+    upload = await _upload(request, service)
+    returning, fmt = _returning(request, upload)
+    version = await service.create(upload.content_type, upload.security_context, upload.chunks)
+    return _written(request, version, returning, fmt, status_code=201)
+
+
+async def update(request: Request) -> Response:
+    """PUT [base]/Binary/[id] — R4 http.html#update, #upsert, #concurrency; D13."""
+    require(request, "u")
+    binary_id = check_writable_id(request.path_params["id"])
+    service = runtime(request).service
+    if_match = request.headers.get("if-match")
+    precondition = None if if_match is None else partial(if_match_ok, if_match)
+    upload = await _upload(request, service)
+    if upload.fhir_body and upload.body_id != binary_id:
+        # R4 http.html#update: the body's id MUST equal the URL's, else 400.
+        raise BadRequest(
+            f"The Binary in the body has id {upload.body_id!r}; the URL says {binary_id!r}.",
+            expression="Binary.id",
+        )
+    returning, fmt = _returning(request, upload)
+    version, created = await service.update(
+        binary_id, upload.content_type, upload.security_context, upload.chunks, precondition
+    )
+    return _written(request, version, returning, fmt, status_code=201 if created else 200)
+
+
+async def delete(request: Request) -> Response:
+    """DELETE [base]/Binary/[id] — 204 even when unknown or already deleted (D9)."""
+    require(request, "d")
+    binary_id = check_id(request.path_params["id"])
+    if_match = request.headers.get("if-match")
+    precondition = None if if_match is None else partial(if_match_ok, if_match)
+    await runtime(request).service.delete(binary_id, precondition)
+    return Response(status_code=204)
+
+
+def _written(
+    request: Request,
+    version: BinaryVersion,
+    returning: Return,
+    fmt: Representation,
+    *,
+    status_code: int,
+) -> Response:
+    """201/200 with Location, ETag and Last-Modified (R4 http.html#create, #update; R5 wants
+    Location on 200 too), the body per ``Prefer`` (R4 http.html#prefer, D7)."""
+    rt = runtime(request)
+    headers = {
+        "Location": f"{rt.base_url}/Binary/{version.id}/_history/{version.version}",
+        "ETag": etag(version.version),
+        "Last-Modified": http_date(version.last_updated),
+    }
+    if returning is Return.REPRESENTATION:
+        return binary_response(
+            rt.service,
+            version,
+            fmt,
+            pretty=pretty(request),
+            status_code=status_code,
+            extra_headers={"Location": headers["Location"]},
+        )
+    if returning is Return.OPERATION_OUTCOME:
+        verb = "Created" if status_code == 201 else "Updated"
+        outcome = operation_outcome(
+            "informational",
+            f"{verb} Binary/{version.id} version {version.version}.",
+            severity="information",
+        )
+        return resource_response(
+            outcome, fmt, pretty=pretty(request), status_code=status_code, headers=headers
+        )
+    return Response(status_code=status_code, headers=headers)
