@@ -18,7 +18,12 @@ async def test_metadata_is_public_and_lists_exactly_what_works(client: httpx.Asy
     assert statement["kind"] == "instance"
     assert statement["fhirVersion"] == "4.0.1"
     assert statement["software"]["name"] == "fhirbin"
-    assert set(statement["format"]) == {"application/fhir+json", "json", "application/fhir+xml", "xml"}
+    assert set(statement["format"]) == {
+        "application/fhir+json",
+        "json",
+        "application/fhir+xml",
+        "xml",
+    }
     (rest,) = statement["rest"]
     assert rest["security"]["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
     (binary,) = rest["resource"]
