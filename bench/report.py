@@ -26,9 +26,8 @@ def _num(value: float | None, digits: int = 0) -> str:
 
 
 def _ratio(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.2f}" if value >= 0.1 else f"{value:.3f}"
+    # Three decimals: 0.698 must not read as a met 0.70 target.
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _latency(result: dict[str, Any]) -> str:
@@ -181,7 +180,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     y = list(range(len(bars)))
     ax.barh(y, values, color=colors)
     for i, (_label, value, target) in enumerate(bars):
-        text = "n/a" if value is None else f"{value:.2f}" if value >= 0.1 else f"{value:.3f}"
+        text = _ratio(value)
         ax.text((value or 0) + 0.01, i, text, va="center", fontsize=9)
         if target is not None:
             ax.plot([target, target], [i - 0.42, i + 0.42], color="black", linewidth=2)

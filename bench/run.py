@@ -114,6 +114,7 @@ class Config:
     keep_tmp: bool
     label: str
     profile: bool
+    render: Path | None
 
 
 def parse_args(argv: Sequence[str] | None) -> Config:
@@ -163,6 +164,12 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     )
     parser.add_argument("--label", default="", help="a free-text note stored with the results")
     parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS.json",
+        help="measure nothing: rewrite the .md, .png and latest.md of an earlier run's JSON",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="also run py-spy on the fhirbin workers during an extra, unmeasured small-read run",
@@ -192,6 +199,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         keep_tmp=ns.keep_tmp,
         label=ns.label,
         profile=ns.profile,
+        render=ns.render,
     )
 
 
@@ -1018,6 +1026,11 @@ def signals_as_interrupts() -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_args(argv)
+    if cfg.render is not None:
+        results = json.loads(cfg.render.read_text())
+        paths = report.write(results, cfg.render.parent)
+        print(report.markdown(results, chart_name=paths["png"].name))
+        return 0
     try:
         with signals_as_interrupts():
             results, paths = run(cfg)
