@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import xml.etree.ElementTree as ET
 
+from defusedxml import ElementTree
 import httpx
 import pytest
 
@@ -39,7 +39,7 @@ async def test_xml_form_of_a_binary(
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/fhir+xml")
     assert response.headers["content-length"] == str(len(response.content))
-    root = ET.fromstring(response.content)
+    root = ElementTree.fromstring(response.content)
     assert root.tag == "{http://hl7.org/fhir}Binary"
     assert root.find("f:id", NS).get("value") == binary_id  # type: ignore[union-attr]
     data = root.find("f:data", NS).get("value")  # type: ignore[union-attr]
@@ -59,7 +59,7 @@ async def test_generic_xml_accept_still_gets_native_bytes(
 async def test_search_bundle_in_xml(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
     binary_id = await post(client, auth)
     response = await client.get(f"/fhir/Binary?_id={binary_id}&_format=xml", headers=auth)
-    root = ET.fromstring(response.content)
+    root = ElementTree.fromstring(response.content)
     assert root.tag == "{http://hl7.org/fhir}Bundle"
     assert root.find("f:type", NS).get("value") == "searchset"  # type: ignore[union-attr]
     assert root.find("f:total", NS).get("value") == "1"  # type: ignore[union-attr]
@@ -74,12 +74,12 @@ async def test_errors_come_in_xml_when_xml_is_asked_for(
     response = await client.get("/fhir/Binary/unknown?_format=xml", headers=auth)
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/fhir+xml")
-    assert ET.fromstring(response.content).tag == "{http://hl7.org/fhir}OperationOutcome"
+    assert ElementTree.fromstring(response.content).tag == "{http://hl7.org/fhir}OperationOutcome"
 
 
 async def test_capability_statement_in_xml(client: httpx.AsyncClient) -> None:
     response = await client.get("/fhir/metadata", headers={"Accept": "application/fhir+xml"})
-    root = ET.fromstring(response.content)
+    root = ElementTree.fromstring(response.content)
     assert root.tag == "{http://hl7.org/fhir}CapabilityStatement"
 
 
@@ -95,7 +95,7 @@ async def test_xml_binary_body_is_parsed(client: httpx.AsyncClient, auth: dict[s
     )
     assert response.status_code == 201
     assert (
-        ET.fromstring(response.content).tag == "{http://hl7.org/fhir}Binary"
+        ElementTree.fromstring(response.content).tag == "{http://hl7.org/fhir}Binary"
     )  # representation, in XML
     location = response.headers["location"]
     native = await client.get(location.removeprefix("http://testserver"), headers=auth)
@@ -120,7 +120,8 @@ async def test_pretty_json_and_xml(client: httpx.AsyncClient, auth: dict[str, st
     compact = await client.get(f"/fhir/Binary/{binary_id}?_format=json", headers=auth)
     pretty = await client.get(f"/fhir/Binary/{binary_id}?_format=json&_pretty=true", headers=auth)
     assert pretty.json() == compact.json()
-    assert b"\n  " in pretty.content and b"\n" not in compact.content
+    assert b"\n  " in pretty.content
+    assert b"\n" not in compact.content
     assert pretty.headers["content-length"] == str(len(pretty.content))
     pretty_xml = await client.get(
         f"/fhir/Binary/{binary_id}?_format=xml&_pretty=true", headers=auth
