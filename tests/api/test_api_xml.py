@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 
-from defusedxml import ElementTree
 import httpx
 import pytest
+from defusedxml import ElementTree
 
 pytestmark = pytest.mark.anyio
 
