@@ -377,3 +377,27 @@ async def test_prefer_representation_on_native_create_returns_the_fhir_binary(
     assert base64.b64decode(response.json()["data"]) == PDF
     assert response.headers["location"].endswith("/_history/1")
     assert response.headers.get_list("etag") == ['W/"1"']
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8"])
+async def test_a_binary_resource_sent_as_generic_json_is_parsed(
+    client: httpx.AsyncClient, auth: dict[str, str], content_type: str
+) -> None:
+    """fhirpy and other requests-based clients send FHIR JSON as application/json."""
+    body = {"resourceType": "Binary", "contentType": "text/plain", "data": "aGk="}
+    response = await client.post(
+        "/fhir/Binary", content=json.dumps(body), headers={**auth, "Content-Type": content_type}
+    )
+    assert response.status_code == 201
+    assert response.json()["id"]
+    native = await client.get(f"/fhir/Binary/{response.json()['id']}", headers=auth)
+    assert native.content == b"hi"
+    assert native.headers["content-type"] == "text/plain"
+
+
+async def test_other_generic_json_is_stored_as_is(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    body = b'{"hello": "world"}'
+    binary_id = id_of(await create(client, auth, body, "application/json"))
+    assert (await client.get(f"/fhir/Binary/{binary_id}", headers=auth)).content == body

@@ -55,7 +55,20 @@ def examples() -> list[Example]:
 
 def test_the_docs_have_an_example_for_every_interaction() -> None:
     titles = {e.title for e in examples()}
-    needed = {"create (native)", "read (native)", "vread", "update", "delete", "instance history", "type history", "search", "conditional read", "range", "HEAD", "capabilities"}
+    needed = {
+        "create (native)",
+        "read (native)",
+        "vread",
+        "update",
+        "delete",
+        "instance history",
+        "type history",
+        "search",
+        "conditional read",
+        "range",
+        "HEAD",
+        "capabilities",
+    }
     assert needed <= titles
 
 
@@ -77,4 +90,9 @@ async def test_examples_in_order(client: httpx.AsyncClient, auth: dict[str, str]
             pattern = pattern.replace("[base]", BASE).replace("{id}", binary_id or "")
             actual = response.headers.get(name)
             assert actual is not None, (example.title, name)
-            assert fnmatch.fnmatchcase(actual, pattern.replace("…", "*")), (example.title, name, actual, pattern)
+            assert fnmatch.fnmatchcase(actual, pattern.replace("…", "*")), (
+                example.title,
+                name,
+                actual,
+                pattern,
+            )

@@ -22,6 +22,7 @@ from fhirbin.fhir.negotiate import (
     fhir_format,
     is_fhir_json_type,
     is_fhir_xml_type,
+    media_type_essence,
 )
 from fhirbin.fhir.outcome import operation_outcome
 from fhirbin.fhir.prefer import Return, prefer_return
@@ -48,7 +49,13 @@ class Upload:
 async def _upload(request: Request, service: BinaryService) -> Upload:
     content_type = check_content_type(request.headers.get("content-type"))
     header_context = security_context_header(request.headers.getlist("x-security-context"))
-    fhir_json, fhir_xml = is_fhir_json_type(content_type), is_fhir_xml_type(content_type)
+    essence = media_type_essence(content_type)
+    # R4 binary.html#rest: content is accepted as is "except for the special case where the
+    # content is actually a Binary resource" — whatever the type says. Generic JSON and XML
+    # are checked too, because clients such as fhirpy (requests' json=) send FHIR resources
+    # as application/json.
+    fhir_json = is_fhir_json_type(content_type) or essence == "application/json"
+    fhir_xml = is_fhir_xml_type(content_type) or essence in ("application/xml", "text/xml")
     if fhir_json or fhir_xml:
         # A FHIR body is parsed only to learn whether it *is* a Binary; bodies that are not
         # (a Patient, say) are "accepted as is" as native content (R4 binary.html#rest).
