@@ -119,6 +119,122 @@ SETTINGS: tuple[Setting, ...] = (
         serve_flag=True,
     ),
     Setting("log_level", str, "info", "Log level: debug, info, warning or error."),
+    # --- identity (docs/security.md) ---
+    Setting(
+        "external_issuer",
+        str,
+        "",
+        "Issuer URL of an external identity provider whose JWT access tokens are trusted "
+        "(Keycloak, Entra ID, Okta, a gateway). Empty: only fhirbin's own tokens.",
+    ),
+    Setting(
+        "external_jwks",
+        str,
+        "",
+        "The external issuer's JWK Set: an https/http URL or a file:// path. Cached per its "
+        "Cache-Control, refreshed on an unknown kid, fetched at most once a minute.",
+    ),
+    Setting(
+        "audience",
+        str,
+        "",
+        "The audience external tokens must carry. Empty: the FHIR base URL.",
+    ),
+    Setting(
+        "introspection_url",
+        str,
+        "",
+        "RFC 7662 token introspection endpoint for opaque (non-JWT) external tokens.",
+    ),
+    Setting(
+        "introspection_client_id", str, "", "Client id fhirbin uses at the introspection endpoint."
+    ),
+    Setting(
+        "introspection_client_secret",
+        str,
+        "",
+        "Client secret fhirbin uses at the introspection endpoint.",
+    ),
+    Setting(
+        "introspection_cache_ttl",
+        int,
+        30,
+        "Seconds an active introspection answer is reused (never past the token's exp).",
+    ),
+    # --- access policy ---
+    Setting(
+        "require_security_context",
+        bool,
+        False,
+        "Refuse writes that name no securityContext (X-Security-Context or the body's).",
+    ),
+    # --- content screening ---
+    Setting(
+        "clamav",
+        str,
+        "",
+        "clamd to scan every upload with (INSTREAM): unix:///path/to/clamd.ctl or "
+        "tcp://host:port. Empty: no virus scan.",
+    ),
+    Setting(
+        "clamav_fail_open",
+        bool,
+        False,
+        "When clamd cannot be reached: true stores the upload unscanned, false (the default) "
+        "refuses it with 503.",
+    ),
+    Setting("clamav_timeout", int, 30, "Seconds to wait for clamd's verdict."),
+    Setting(
+        "type_mismatch",
+        str,
+        "reject",
+        "When the sniffed type contradicts the declared one: reject (415) or accept. A "
+        "declared application/octet-stream is never a mismatch.",
+    ),
+    Setting(
+        "deny_types",
+        str,
+        "executables",
+        "Comma-separated media types refused on upload whether declared or sniffed "
+        "(type/* wildcards allowed). 'executables' stands for the built-in list of "
+        "executables and scripts (PE, ELF, Mach-O, shell, JavaScript, ...).",
+    ),
+    Setting(
+        "allow_types",
+        str,
+        "",
+        "Comma-separated media types accepted on upload (type/* wildcards allowed). Empty: "
+        "any type not denied.",
+    ),
+    # --- serving ---
+    Setting(
+        "cors_origins",
+        str,
+        "",
+        "Comma-separated origins allowed to call fhirbin from a browser (CORS). Empty: none.",
+    ),
+    # --- limits ---
+    Setting(
+        "body_timeout",
+        int,
+        60,
+        "Seconds a request body may stall between two chunks before the request is "
+        "answered 408 (slow-client protection).",
+    ),
+    Setting(
+        "header_timeout",
+        int,
+        30,
+        "Seconds a client may take to send the request headers.",
+    ),
+    Setting(
+        "rate_limit",
+        int,
+        0,
+        "Requests per second allowed per client (token client_id, else address); 0 = off. "
+        "Over it: 429 with Retry-After.",
+    ),
+    Setting("rate_burst", int, 50, "Requests a client may make at once above its rate."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -138,6 +254,25 @@ class Settings:
     revocation_check_interval: int
     workers: int
     log_level: str
+    external_issuer: str
+    external_jwks: str
+    audience: str
+    introspection_url: str
+    introspection_client_id: str
+    introspection_client_secret: str
+    introspection_cache_ttl: int
+    require_security_context: bool
+    clamav: str
+    clamav_fail_open: bool
+    clamav_timeout: int
+    type_mismatch: str
+    deny_types: str
+    allow_types: str
+    cors_origins: str
+    body_timeout: int
+    header_timeout: int
+    rate_limit: int
+    rate_burst: int
 
     @property
     def public_base_url(self) -> str:
@@ -183,6 +318,8 @@ def _validate(values: dict[str, Any]) -> None:
         raise SettingsError(f"{_BY_NAME['port'].env} must be between 1 and 65535")
     if values["workers"] < 1:
         raise SettingsError(f"{_BY_NAME['workers'].env} must be at least 1")
+    if values["type_mismatch"] not in ("reject", "accept"):
+        raise SettingsError(f"{_BY_NAME['type_mismatch'].env} must be reject or accept")
     if values["base_url"].endswith("/"):
         values["base_url"] = values["base_url"].rstrip("/")
 

@@ -38,10 +38,56 @@ class Client:
     secret_hash: str
     created_at: datetime
     revoked_at: datetime | None = None
+    #: SMART Backend Services: the public JWK Set by value (JSON text) or by URL; a key
+    #: client (private_key_jwt) has an empty ``secret_hash``.
+    jwks: str | None = None
+    jwks_url: str | None = None
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audited event (FHIR AuditEvent, IHE Basic Audit Log Patterns). Never holds content
+    bytes or tokens.
+
+    ``action``: AuditEvent.action C R U D E. ``subtype``: the FHIR restful-interaction code
+    (read, vread, create, update, delete, search-type, history-instance, history-type) or
+    ``login`` for the token endpoint. ``outcome``: AuditEvent.outcome "0" success, "4" minor
+    failure (a refused request), "8" serious failure (a server error). ``entity``: e.g.
+    ``Binary/123``; ``query``: the search parameters applied; ``detail``: why a request was
+    refused.
+    """
+
+    id: str
+    recorded: datetime
+    action: str
+    subtype: str
+    outcome: str
+    status: int
+    client_id: str | None = None
+    subject: str | None = None
+    source: str | None = None
+    entity: str | None = None
+    entity_version: int | None = None
+    query: str | None = None
+    bytes_sent: int | None = None
+    detail: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Audit records, oldest first by (recorded, id); ``entity`` exact; recorded in
+    [since_us, until_us); ``after``: (recorded_us, id) keyset; at most ``limit``."""
+
+    entity: str | None = None
+    since_us: int | None = None
+    until_us: int | None = None
+    after: tuple[int, str] | None = None
+    limit: int = 100
 
 
 @dataclass(frozen=True)
@@ -114,8 +160,9 @@ class ClientExists(Exception):
 
 
 class MetadataStore(Protocol):
-    async def add_version(self, version: BinaryVersion) -> None:
-        """Insert one version row; raises VersionConflict if (id, version) exists."""
+    async def add_version(self, version: BinaryVersion, audit: AuditRecord | None = None) -> None:
+        """Insert one version row, and its audit record in the same transaction; raises
+        VersionConflict if (id, version) exists (and then stores neither)."""
         ...
 
     async def current(self, binary_id: str) -> BinaryVersion | None:
@@ -161,5 +208,18 @@ class MetadataStore(Protocol):
     async def revoke_client(self, client_id: str, when: datetime) -> bool:
         """Mark a client revoked; False if there is no such client."""
         ...
+
+    async def remember_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool:
+        """Record a client-assertion id; False if (issuer, jti) was already recorded (a replay).
+
+        Expired records may be purged: an assertion past its ``exp`` is refused anyway.
+        """
+        ...
+
+    async def add_audit(self, records: Sequence[AuditRecord]) -> None:
+        """Store audit records in one transaction."""
+        ...
+
+    async def search_audit(self, query: AuditQuery) -> list[AuditRecord]: ...
 
     async def close(self) -> None: ...

@@ -84,5 +84,47 @@ client = Table(
     Column("secret_hash", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger, nullable=True),
+    # SMART Backend Services (private_key_jwt): the client's public JWK Set, by value (JSON
+    # text) or by URL; a key client has an empty secret_hash.
+    Column("jwks", Text, nullable=True),
+    Column("jwks_url", Text, nullable=True),
     PrimaryKeyConstraint("client_id"),
+)
+
+# Client-assertion ids already used (RFC 7523 §3 item 7, SMART client-confidential-asymmetric:
+# a jti is never accepted twice within the assertion's lifetime). In the database so replays are
+# refused across restarts and across server nodes.
+assertion_jti = Table(
+    "assertion_jti",
+    metadata,
+    Column("issuer", String(64), nullable=False),
+    Column("jti", String(255), nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("issuer", "jti"),
+    Index("ix_assertion_jti_expires_at", "expires_at"),
+)
+
+# FHIR AuditEvent records (Basic Audit Log Patterns): who, what, when, from where, outcome.
+# Never content bytes, never tokens.
+audit_event = Table(
+    "audit_event",
+    metadata,
+    Column("id", String(64), nullable=False),
+    Column("recorded", BigInteger, nullable=False),
+    Column("action", CHAR(1), nullable=False),
+    Column("subtype", String(32), nullable=False),
+    Column("outcome", String(2), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("client_id", String(255), nullable=True),
+    Column("subject", Text, nullable=True),
+    Column("source", Text, nullable=True),
+    Column("entity", String(128), nullable=True),
+    Column("entity_version", Integer, nullable=True),
+    Column("query", Text, nullable=True),
+    Column("bytes_sent", BigInteger, nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("request_id", String(128), nullable=True),
+    PrimaryKeyConstraint("id"),
+    Index("ix_audit_event_entity_recorded", "entity", "recorded"),
+    Index("ix_audit_event_recorded", "recorded"),
 )
