@@ -15,13 +15,14 @@ from pathlib import Path
 from fhirbin.errors import Gone, NotFound, PayloadTooLarge, PreconditionFailed
 from fhirbin.fhir.ids import new_id
 from fhirbin.metadata.base import (
+    AuditRecord,
     BinaryVersion,
     CatalogueQuery,
     HistoryQuery,
     MetadataStore,
     VersionConflict,
 )
-from fhirbin.storage.base import BlobStore
+from fhirbin.storage.base import BlobInfo, BlobStore
 
 #: Whether an If-Match header (already parsed by the caller) accepts the current version
 #: (None: the resource does not exist or is deleted).
@@ -29,6 +30,24 @@ Precondition = Callable[[int | None], bool]
 
 #: Unconditional writers that lose a race for a version number retry this often.
 _RETRIES = 5
+
+#: Builds the audit record of a write once its version is known; stored in the same
+#: transaction as the version (issue: audit "in the same transaction as writes").
+AuditFor = Callable[[BinaryVersion], AuditRecord]
+
+
+#: Content screening on the way into storage (scanning/screener.py): called with the declared
+#: type and the upload's chunks, it passes the chunks on while it looks at them (sniffing the
+#: first bytes, feeding a virus scanner) and raises a FhirbinError to refuse the upload.
+#: Because the blob store publishes nothing when its chunk iterator raises, a refusal leaves
+#: nothing behind.
+Screener = Callable[[str, AsyncIterable[bytes]], AsyncIterator[bytes]]
+
+
+async def _unscreened(declared_type: str, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        yield chunk
+
 
 Clock = Callable[[], datetime]
 
@@ -62,20 +81,27 @@ class BinaryService:
         *,
         max_size: int,
         clock: Clock = utc_now,
+        screener: Screener | None = None,
     ) -> None:
         self.blobs = blobs
         self.catalogue = catalogue
         self.max_size = max_size
         self.clock = clock
+        self.screener: Screener = screener or _unscreened
+
+    async def _store(self, content_type: str, chunks: AsyncIterable[bytes]) -> BlobInfo:
+        """Size limit, then screening, then the blob store: durable and published, or nothing."""
+        return await self.blobs.put(self.screener(content_type, limited(chunks, self.max_size)))
 
     async def create(
         self,
         content_type: str,
         security_context: str | None,
         chunks: AsyncIterable[bytes],
+        audit: AuditFor | None = None,
     ) -> BinaryVersion:
         """Store new content under a server-assigned id (R4 http.html#create) as version 1."""
-        blob = await self.blobs.put(limited(chunks, self.max_size))
+        blob = await self._store(content_type, chunks)
         while True:
             version = BinaryVersion(
                 id=new_id(),
@@ -87,7 +113,7 @@ class BinaryService:
                 sha256=blob.key,
             )
             try:
-                await self.catalogue.add_version(version)
+                await self.catalogue.add_version(version, audit(version) if audit else None)
             except VersionConflict:  # a random UUID collided: draw another
                 continue
             return version
@@ -99,6 +125,7 @@ class BinaryService:
         security_context: str | None,
         chunks: AsyncIterable[bytes],
         precondition: Precondition | None = None,
+        audit: AuditFor | None = None,
     ) -> tuple[BinaryVersion, bool]:
         """PUT: a new version of ``binary_id``, or version 1 (update-as-create, D13).
 
@@ -110,7 +137,7 @@ class BinaryService:
         """
         current = await self.catalogue.current(binary_id)
         self._check(binary_id, current, precondition)
-        blob = await self.blobs.put(limited(chunks, self.max_size))
+        blob = await self._store(content_type, chunks)
         for _ in range(_RETRIES):
             version = BinaryVersion(
                 id=binary_id,
@@ -122,7 +149,7 @@ class BinaryService:
                 sha256=blob.key,
             )
             try:
-                await self.catalogue.add_version(version)
+                await self.catalogue.add_version(version, audit(version) if audit else None)
             except VersionConflict:
                 if precondition is not None:
                     raise _lost_race(binary_id) from None
@@ -131,7 +158,12 @@ class BinaryService:
             return version, current is None or current.deleted
         raise _lost_race(binary_id)
 
-    async def delete(self, binary_id: str, precondition: Precondition | None = None) -> None:
+    async def delete(
+        self,
+        binary_id: str,
+        precondition: Precondition | None = None,
+        audit: AuditFor | None = None,
+    ) -> BinaryVersion | None:
         """DELETE: a deletion marker as the next version; unknown or deleted ids are a no-op.
 
         R4 http.html#delete: deleting something that never existed or is already deleted
@@ -140,7 +172,7 @@ class BinaryService:
         current = await self.catalogue.current(binary_id)
         self._check(binary_id, current, precondition)
         if current is None or current.deleted:
-            return
+            return None
         marker = BinaryVersion(
             id=binary_id,
             version=current.version + 1,
@@ -152,11 +184,13 @@ class BinaryService:
             deleted=True,
         )
         try:
-            await self.catalogue.add_version(marker)
+            await self.catalogue.add_version(marker, audit(marker) if audit else None)
         except VersionConflict:
             if precondition is not None:
                 raise _lost_race(binary_id) from None
-            await self.delete(binary_id)  # someone updated meanwhile: delete their version
+            # someone updated meanwhile: delete their version
+            return await self.delete(binary_id, audit=audit)
+        return marker
 
     @staticmethod
     def _check(

@@ -19,8 +19,10 @@ from fhirbin.api.middleware import AuthMiddleware, ClientStatusCache
 from fhirbin.api.routes import routes
 from fhirbin.auth.tokens import TokenIssuer, TokenVerifier, load_or_create_signing_key
 from fhirbin.config import Settings
+from fhirbin.identity.authenticator import Authenticator, build_authenticator
 from fhirbin.metadata.base import MetadataStore
 from fhirbin.metadata.sql import SqlMetadataStore
+from fhirbin.scanning.screener import build_screener
 from fhirbin.service import BinaryService
 from fhirbin.storage.base import BlobStore
 from fhirbin.storage.filesystem import FilesystemBlobStore
@@ -36,6 +38,7 @@ class Runtime:
     _issuer: TokenIssuer | None = None
     _verifier: TokenVerifier | None = None
     _clients: ClientStatusCache | None = None
+    _authenticator: Authenticator | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -54,6 +57,11 @@ class Runtime:
         return self._verifier
 
     @property
+    def authenticator(self) -> Authenticator:
+        assert self._authenticator is not None, "the application has not started"
+        return self._authenticator
+
+    @property
     def clients(self) -> ClientStatusCache:
         assert self._clients is not None, "the application has not started"
         return self._clients
@@ -67,11 +75,17 @@ async def _open(runtime: Runtime) -> None:
     settings = runtime.settings
     catalogue = await SqlMetadataStore.open(settings.database_url)
     blobs: BlobStore = FilesystemBlobStore(settings.blob_dir)
-    runtime._service = BinaryService(blobs, catalogue, max_size=settings.max_binary_size)
+    runtime._service = BinaryService(
+        blobs,
+        catalogue,
+        max_size=settings.max_binary_size,
+        screener=build_screener(settings),
+    )
     key = load_or_create_signing_key(settings.signing_key_path)
     issuer = TokenIssuer(key, issuer=runtime.base_url)
     runtime._issuer = issuer
     runtime._verifier = TokenVerifier({issuer.kid: key.public_key()}, issuer=runtime.base_url)
+    runtime._authenticator = build_authenticator(settings, runtime._verifier)
 
     async def active(client_id: str) -> bool:
         client = await catalogue.get_client(client_id)
@@ -89,12 +103,13 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            await runtime.authenticator.close()
             await runtime.catalogue.close()
 
     middleware = [
         Middleware(
             AuthMiddleware,
-            verifier=lambda: runtime.verifier,
+            authenticator=lambda: runtime.authenticator,
             clients=lambda: runtime.clients,
             audience=runtime.base_url,
             render=error_response,

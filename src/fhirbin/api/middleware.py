@@ -15,8 +15,9 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fhirbin.auth.tokens import AccessClaims, TokenVerifier
+from fhirbin.auth.tokens import AccessClaims
 from fhirbin.errors import BadRequest, FhirbinError, Unauthorized
+from fhirbin.identity.authenticator import Authenticator
 
 CLAIMS_KEY = "fhirbin.claims"
 FHIR_PREFIX = "/fhir"
@@ -58,13 +59,13 @@ class AuthMiddleware:
         self,
         app: ASGIApp,
         *,
-        verifier: Callable[[], TokenVerifier],
+        authenticator: Callable[[], Authenticator],
         clients: Callable[[], ClientStatusCache],
         audience: str,
         render: Callable[[Exception, Scope], ASGIApp],
     ) -> None:
         self.app = app
-        self.verifier = verifier
+        self.authenticator = authenticator
         self.clients = clients
         self.audience = audience
         self.render = render
@@ -99,7 +100,7 @@ class AuthMiddleware:
         # RFC 9110 §11.1: the auth scheme is case-insensitive ("bearer" is fine).
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("The Authorization header must be 'Bearer <access token>'.")
-        claims = self.verifier().verify(token.strip(), self.audience)
+        claims = await self.authenticator().authenticate(token.strip(), self.audience)
         if not await self.clients().is_active(claims.client_id):
             raise Unauthorized("The client this token was issued to has been revoked.")
         return claims

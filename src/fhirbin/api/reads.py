@@ -27,6 +27,7 @@ from fhirbin.fhir.ranges import (
     parse_range,
 )
 from fhirbin.metadata.base import BinaryVersion
+from fhirbin.security.serving import native_headers
 from fhirbin.service import BinaryService
 
 
@@ -76,6 +77,7 @@ def serve(request: Request, version: BinaryVersion, fmt: Representation) -> Resp
 
 def _native(request: Request, service: BinaryService, version: BinaryVersion) -> Response:
     headers = validator_headers(version)
+    headers.update(native_headers(version.id, version.content_type))
     headers["Accept-Ranges"] = "bytes"
     ranges = None
     if request.method == "GET" and if_range_ok(

@@ -55,6 +55,8 @@ class AccessClaims:
     issued_at: int
     expires_at: int
     subject: str
+    #: SMART launch context: the Patient id a patient/ or user/ token is bound to.
+    patient: str | None = None
 
 
 class TokenIssuer:

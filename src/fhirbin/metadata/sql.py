@@ -9,7 +9,7 @@ and come back timezone-aware. Every query is portable SQL; database-specific set
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, insert, select, update
@@ -18,7 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fhirbin.metadata import migrate as migrations
 from fhirbin.metadata import queries
+from fhirbin.metadata.audit_sql import audit_values
 from fhirbin.metadata.base import (
+    AuditQuery,
+    AuditRecord,
     BinaryVersion,
     CatalogueQuery,
     Client,
@@ -27,27 +30,15 @@ from fhirbin.metadata.base import (
     VersionConflict,
 )
 from fhirbin.metadata.engine import create_engine, sqlite_url, write_transaction
-from fhirbin.metadata.schema import binary_version, client
+from fhirbin.metadata.schema import audit_event, binary_version, client
+from fhirbin.metadata.times import from_micros, to_micros
 
 __all__ = ["SqlMetadataStore", "from_micros", "sqlite_url", "to_micros"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 # Ids per query (current_many, search, count): far below the bound-parameter limits of SQLite
 # (32766) and asyncpg (32767), so any number of ids works, in one query for every realistic page.
 _IDS_PER_QUERY = 500
-
-
-def to_micros(when: datetime) -> int:
-    """Microseconds since the Unix epoch; exact integer arithmetic, no float rounding."""
-    if when.utcoffset() is None:
-        raise ValueError("a naive datetime has no defined instant; pass a timezone-aware one")
-    return (when - _EPOCH) // _MICROSECOND
-
-
-def from_micros(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
 
 
 def _version_from_row(row: RowMapping) -> BinaryVersion:
@@ -121,7 +112,7 @@ class SqlMetadataStore:
 
     # Binary versions.
 
-    async def add_version(self, version: BinaryVersion) -> None:
+    async def add_version(self, version: BinaryVersion, audit: AuditRecord | None = None) -> None:
         values: dict[str, Any] = {
             "id": version.id,
             "version": version.version,
@@ -138,6 +129,8 @@ class SqlMetadataStore:
                 # touching any other row, and its transaction rolls back whole.
                 await connection.execute(insert(binary_version).values(values))
                 await connection.execute(queries.settle_current(version.id, version.version))
+                if audit is not None:
+                    await connection.execute(insert(audit_event).values(audit_values(audit)))
         except IntegrityError as error:
             # The primary key is the only unique constraint, but a NOT NULL violation is an
             # IntegrityError too: only call it a conflict when the row really is there.
@@ -224,6 +217,15 @@ class SqlMetadataStore:
             return int((await connection.execute(queries.count_history(query))).scalar_one())
 
     # Clients.
+
+    async def remember_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool:
+        raise NotImplementedError  # being written (issue 4: SMART Backend Services)
+
+    async def add_audit(self, records: Sequence[AuditRecord]) -> None:
+        raise NotImplementedError  # being written (issue 4: audit)
+
+    async def search_audit(self, query: AuditQuery) -> list[AuditRecord]:
+        raise NotImplementedError  # being written (issue 4: audit)
 
     async def add_client(self, new: Client) -> None:
         values: dict[str, Any] = {

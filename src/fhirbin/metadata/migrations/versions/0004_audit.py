@@ -38,9 +38,7 @@ def upgrade() -> None:
         sa.Column("request_id", sa.String(128), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_audit_event"),
     )
-    op.create_index(
-        "ix_audit_event_entity_recorded", "audit_event", ["entity", "recorded"]
-    )
+    op.create_index("ix_audit_event_entity_recorded", "audit_event", ["entity", "recorded"])
     op.create_index("ix_audit_event_recorded", "audit_event", ["recorded"])
 
 

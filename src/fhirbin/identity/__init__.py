@@ -1,0 +1,1 @@
+"""Who is calling: fhirbin's own tokens, external identity providers, token introspection."""

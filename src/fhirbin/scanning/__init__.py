@@ -1,0 +1,1 @@
+"""Content screening on upload: sniffing, type policy and the ClamAV scanner (I/O lives here)."""
