@@ -88,6 +88,7 @@ def serve(**flags: Any) -> None:
     """Serve FHIR R4 at http://HOST:PORT/fhir on the embedded store (SQLite + a folder)."""
     from granian import Granian
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
 
     settings = _settings(**flags)
     # Workers rebuild their settings from the environment (asgi_app below).
@@ -105,6 +106,8 @@ def serve(**flags: Any) -> None:
         workers=settings.workers,
         log_level=settings.log_level,  # type: ignore[arg-type]
         websockets=False,
+        # Slow clients: the headers must arrive within FHIRBIN_HEADER_TIMEOUT.
+        http1_settings=HTTP1Settings(header_read_timeout=settings.header_timeout * 1000),
     ).serve()
 
 

@@ -235,6 +235,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Over it: 429 with Retry-After.",
     ),
     Setting("rate_burst", int, 50, "Requests a client may make at once above its rate."),
+    Setting(
+        "max_header_size",
+        int,
+        32768,
+        "Largest total size of a request's headers in bytes; larger requests get 431.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -273,6 +279,7 @@ class Settings:
     header_timeout: int
     rate_limit: int
     rate_burst: int
+    max_header_size: int
 
     @property
     def public_base_url(self) -> str:

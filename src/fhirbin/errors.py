@@ -7,10 +7,12 @@
     ├── NotFound                  404 not-found
     ├── MethodNotAllowed          405 not-supported
     ├── NotAcceptable             406 not-supported
+    ├── RequestTimeout            408 timeout
     ├── Gone                      410 deleted
     ├── PreconditionFailed        412 conflict
     ├── PayloadTooLarge           413 too-long
     ├── UnsupportedMediaType      415 not-supported
+    ├── TooManyRequests           429 throttled (Retry-After)
     └── OAuthError                RFC 6749 §5.2 token-endpoint error (JSON, not an OperationOutcome)
 
 Code anywhere below ``api/`` raises these; ``api/errors.py`` alone turns them into responses.
@@ -96,6 +98,11 @@ class NotAcceptable(FhirbinError):
     code = "not-supported"
 
 
+class RequestTimeout(FhirbinError):
+    status = 408
+    code = "timeout"
+
+
 class Gone(FhirbinError):
     status = 410
     code = "deleted"
@@ -114,6 +121,14 @@ class PayloadTooLarge(FhirbinError):
 class UnsupportedMediaType(FhirbinError):
     status = 415
     code = "not-supported"
+
+
+class TooManyRequests(FhirbinError):
+    status = 429
+    code = "throttled"
+
+    def __init__(self, diagnostics: str, *, retry_after: int) -> None:
+        super().__init__(diagnostics, headers={"Retry-After": str(retry_after)})
 
 
 class OAuthError(FhirbinError):

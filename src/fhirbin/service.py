@@ -31,6 +31,9 @@ Precondition = Callable[[int | None], bool]
 #: Unconditional writers that lose a race for a version number retry this often.
 _RETRIES = 5
 
+#: Raises for a Binary (id, security context) the caller may not see (api/access.py).
+Visibility = Callable[[str, str | None], None]
+
 #: Builds the audit record of a write once its version is known; stored in the same
 #: transaction as the version (issue: audit "in the same transaction as writes").
 AuditFor = Callable[[BinaryVersion], AuditRecord]
@@ -206,11 +209,15 @@ class BinaryService:
                 expression="http.If-Match",
             )
 
-    async def vread(self, binary_id: str, version_id: int) -> BinaryVersion:
+    async def vread(
+        self, binary_id: str, version_id: int, visible: Visibility | None = None
+    ) -> BinaryVersion:
         """One version (R4 http.html#vread): 404 if unknown, 410 if it is a deletion."""
         version = await self.catalogue.get_version(binary_id, version_id)
         if version is None:
             raise NotFound(f"Binary/{binary_id} has no version {version_id}.")
+        if visible is not None:
+            visible(binary_id, version.security_context)
         if version.deleted:
             raise Gone(f"Version {version_id} of Binary/{binary_id} is a deletion.")
         return version
@@ -229,11 +236,17 @@ class BinaryService:
         total = await self.catalogue.count_history(query) if with_total else None
         return rows, total
 
-    async def read(self, binary_id: str) -> BinaryVersion:
-        """The current version; NotFound if never stored, Gone if deleted (R4 http.html#read)."""
+    async def read(self, binary_id: str, visible: Visibility | None = None) -> BinaryVersion:
+        """The current version; NotFound if never stored, Gone if deleted (R4 http.html#read).
+
+        ``visible`` raises (a NotFound) for a Binary the caller may not know about; it runs
+        before the deleted check, so a hidden deleted Binary is a 404, not a 410.
+        """
         version = await self.catalogue.current(binary_id)
         if version is None:
             raise NotFound(f"Binary/{binary_id} is not known to this server.")
+        if visible is not None:
+            visible(binary_id, version.security_context)
         if version.deleted:
             raise Gone(f"Binary/{binary_id} has been deleted.")
         return version

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 
 from fhirbin.api.errors import error_response, exception_handlers
+from fhirbin.api.limits import LimitsMiddleware
 from fhirbin.api.middleware import AuthMiddleware, ClientStatusCache
 from fhirbin.api.routes import routes
 from fhirbin.auth.tokens import TokenIssuer, TokenVerifier, load_or_create_signing_key
@@ -94,6 +96,53 @@ async def _open(runtime: Runtime) -> None:
     runtime._clients = ClientStatusCache(active, settings.revocation_check_interval)
 
 
+#: What browser apps may send and read across origins (FHIR's headers included).
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Accept",
+    "Prefer",
+    "If-Match",
+    "If-None-Match",
+    "If-Modified-Since",
+    "If-Range",
+    "Range",
+    "X-Security-Context",
+    "X-Request-Id",
+]
+CORS_EXPOSED_HEADERS = [
+    "ETag",
+    "Last-Modified",
+    "Location",
+    "Content-Location",
+    "Content-Range",
+    "Content-Disposition",
+    "X-Security-Context",
+    "X-Request-Id",
+    "Retry-After",
+    "WWW-Authenticate",
+]
+
+
+def _cors(settings: Settings) -> list[Middleware]:
+    """CORS only for the configured origins; none by default (R4 http.html: SHOULD support
+    CORS for browser clients — opt in, since PHI should not be readable from any origin)."""
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if not origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+            allow_credentials=False,
+            max_age=600,
+        )
+    ]
+
+
 def create_app(settings: Settings) -> Starlette:
     runtime = Runtime(settings=settings, base_url=settings.public_base_url)
 
@@ -107,13 +156,22 @@ def create_app(settings: Settings) -> Starlette:
             await runtime.catalogue.close()
 
     middleware = [
+        *_cors(settings),
         Middleware(
             AuthMiddleware,
             authenticator=lambda: runtime.authenticator,
             clients=lambda: runtime.clients,
             audience=runtime.base_url,
             render=error_response,
-        )
+        ),
+        Middleware(
+            LimitsMiddleware,
+            max_header_size=settings.max_header_size,
+            body_timeout=settings.body_timeout,
+            rate_limit=settings.rate_limit,
+            rate_burst=settings.rate_burst,
+            render=error_response,
+        ),
     ]
     app = Starlette(
         routes=routes(),

@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhirbin.api.access import authorize
 from fhirbin.api.render import binary_response, pretty
-from fhirbin.api.requests import require, runtime
+from fhirbin.api.requests import runtime
 from fhirbin.api.responses import StreamedResponse, validator_headers
 from fhirbin.errors import BadRequest, NotFound
 from fhirbin.fhir.conditional import not_modified
@@ -33,16 +34,16 @@ from fhirbin.service import BinaryService
 
 async def read(request: Request) -> Response:
     """GET/HEAD [base]/Binary/[id] — R4 binary.html#rest, http.html#read, D1/D2."""
-    require(request, "r")
+    access = authorize(request, "r")
     binary_id = check_id(request.path_params["id"])
     fmt = _negotiate(request)
-    version = await runtime(request).service.read(binary_id)
+    version = await runtime(request).service.read(binary_id, access.hide)
     return serve(request, version, fmt)
 
 
 async def vread(request: Request) -> Response:
     """GET/HEAD [base]/Binary/[id]/_history/[vid] — R4 http.html#vread."""
-    require(request, "r")
+    access = authorize(request, "r")
     binary_id = check_id(request.path_params["id"])
     raw_vid = request.path_params["vid"]
     vid = version_number(raw_vid)
@@ -51,7 +52,7 @@ async def vread(request: Request) -> Response:
         check_id(raw_vid, expression="vid")
         raise NotFound(f"Binary/{binary_id} has no version {raw_vid!r}.")
     fmt = _negotiate(request)
-    version = await runtime(request).service.vread(binary_id, vid)
+    version = await runtime(request).service.vread(binary_id, vid, access.hide)
     return serve(request, version, fmt)
 
 

@@ -7,33 +7,15 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import ClientDisconnect, Request
 
-from fhirbin.api.middleware import CLAIMS_KEY
-from fhirbin.auth.scopes import allows, needed_scope
-from fhirbin.auth.tokens import AccessClaims
-from fhirbin.errors import BadRequest, FhirbinError, Forbidden, PayloadTooLarge
+from fhirbin.errors import BadRequest, FhirbinError, PayloadTooLarge
 
 if TYPE_CHECKING:
     from fhirbin.api.app import Runtime
-
-_ACTION_NAMES = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
 
 
 def runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
-
-
-def require(request: Request, action: str) -> AccessClaims:
-    """SMART scopes-and-launch-context: the token's scopes must hold ``action`` for Binary."""
-    claims: AccessClaims = request.scope[CLAIMS_KEY]
-    if not allows(claims.scope, action):
-        needed = needed_scope(action)
-        raise Forbidden(
-            f"The access token's scopes do not allow {_ACTION_NAMES[action]} on Binary "
-            f"(needs {needed}).",
-            scope=needed,
-        )
-    return claims
 
 
 def content_length(request: Request) -> int | None:

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhirbin.api.access import authorize
 from fhirbin.api.render import Entry, Subset, bundle_response, pretty
-from fhirbin.api.requests import parse_form, read_body, require, runtime
+from fhirbin.api.requests import parse_form, read_body, runtime
 from fhirbin.errors import UnsupportedMediaType
 from fhirbin.fhir.binary import etag, instant
 from fhirbin.fhir.dates import datetime_to_us
@@ -73,7 +74,7 @@ def _key(version: BinaryVersion, direction: str) -> str:
 
 async def search(request: Request) -> Response:
     """GET [base]/Binary?… and POST [base]/Binary/_search (R4 http.html#search)."""
-    require(request, "s")
+    access = authorize(request, "s")
     params = await _params(request)
     fmt = _format(request, params)
     query = parse_binary_search(
@@ -91,6 +92,7 @@ async def search(request: Request) -> Response:
     catalogue_query = CatalogueQuery(
         ids=ids,
         updated=tuple(UpdatedRange(u.lower_us, u.upper_us, u.inside) for u in query.updated),
+        security_contexts=access.contexts(),
         descending=query.descending,
         after=_keyset(cursor, "next"),
         before=_keyset(cursor, "prev"),
@@ -166,7 +168,7 @@ def _page(
 async def history(request: Request) -> Response:
     """GET [base]/Binary/[id]/_history and [base]/Binary/_history (R4 http.html#history)."""
     binary_id = request.path_params.get("id")
-    require(request, "r" if binary_id is not None else "s")
+    access = authorize(request, "r" if binary_id is not None else "s")
     if binary_id is not None:
         check_id(binary_id)
     params = list(request.query_params.multi_items())
@@ -176,11 +178,16 @@ async def history(request: Request) -> Response:
     )
     cursor = decode_cursor(query.page) if query.page else None
     rt = runtime(request)
-    if binary_id is not None and await rt.catalogue.current(binary_id) is None:
-        await rt.service.read(binary_id)  # raises the 404 an unknown id deserves
+    if binary_id is not None:
+        current = await rt.catalogue.current(binary_id)
+        if current is None:
+            await rt.service.read(binary_id)  # raises the 404 an unknown id deserves
+        else:
+            access.hide(binary_id, current.security_context)
     history_query = HistoryQuery(
         binary_id=binary_id,
         since_us=query.since_us,
+        security_contexts=access.contexts(),
         after=_keyset(cursor, "next"),
         before=_keyset(cursor, "prev"),
         limit=query.count + 1 if query.count else 0,

@@ -9,8 +9,9 @@ from functools import partial
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhirbin.api.access import Access, authorize
 from fhirbin.api.render import binary_response, pretty, resource_response
-from fhirbin.api.requests import content_length, read_body, require, runtime
+from fhirbin.api.requests import content_length, read_body, runtime
 from fhirbin.errors import BadRequest
 from fhirbin.fhir.binary import etag, http_date
 from fhirbin.fhir.binary_parse import ParsedBinary, parse_binary_resource
@@ -93,6 +94,18 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
+def _check_context(request: Request, access: Access, upload: Upload) -> None:
+    """FHIRBIN_REQUIRE_SECURITY_CONTEXT, and patient-bound tokens writing their own only."""
+    if upload.security_context is None and runtime(request).settings.require_security_context:
+        raise BadRequest(
+            "This server requires a securityContext on every Binary: send "
+            "X-Security-Context: <reference> (or securityContext in a FHIR body).",
+            expression="http.X-Security-Context",
+            code="required",
+        )
+    access.check_write(upload.security_context)
+
+
 def _returning(request: Request, upload: Upload) -> tuple[Return, Representation]:
     """Decision D7, settled before anything is stored so a refusal leaves nothing behind."""
     fmt = fhir_format(request.query_params.get("_format"), request.headers.get("accept"))
@@ -102,9 +115,10 @@ def _returning(request: Request, upload: Upload) -> tuple[Return, Representation
 
 async def create(request: Request) -> Response:
     """POST [base]/Binary — native bytes as-is, or a FHIR Binary (R4 binary.html#rest)."""
-    require(request, "c")
+    access = authorize(request, "c")
     service = runtime(request).service
     upload = await _upload(request, service)
+    _check_context(request, access, upload)
     returning, fmt = _returning(request, upload)
     version = await service.create(upload.content_type, upload.security_context, upload.chunks)
     return _written(request, version, returning, fmt, status_code=201)
@@ -112,7 +126,7 @@ async def create(request: Request) -> Response:
 
 async def update(request: Request) -> Response:
     """PUT [base]/Binary/[id] — R4 http.html#update, #upsert, #concurrency; D13."""
-    require(request, "u")
+    access = authorize(request, "u")
     binary_id = check_writable_id(request.path_params["id"])
     service = runtime(request).service
     if_match = request.headers.get("if-match")
@@ -124,6 +138,10 @@ async def update(request: Request) -> Response:
             f"The Binary in the body has id {upload.body_id!r}; the URL says {binary_id!r}.",
             expression="Binary.id",
         )
+    current = await service.catalogue.current(binary_id)
+    if current is not None:
+        access.hide(binary_id, current.security_context)
+    _check_context(request, access, upload)
     returning, fmt = _returning(request, upload)
     version, created = await service.update(
         binary_id, upload.content_type, upload.security_context, upload.chunks, precondition
@@ -133,11 +151,15 @@ async def update(request: Request) -> Response:
 
 async def delete(request: Request) -> Response:
     """DELETE [base]/Binary/[id] — 204 even when unknown or already deleted (D9)."""
-    require(request, "d")
+    access = authorize(request, "d")
     binary_id = check_id(request.path_params["id"])
     if_match = request.headers.get("if-match")
     precondition = None if if_match is None else partial(if_match_ok, if_match)
-    await runtime(request).service.delete(binary_id, precondition)
+    service = runtime(request).service
+    current = await service.catalogue.current(binary_id)
+    if current is not None:
+        access.hide(binary_id, current.security_context)
+    await service.delete(binary_id, precondition)
     return Response(status_code=204)
 
 

@@ -129,6 +129,8 @@ class CatalogueQuery:
 
     ids: frozenset[str] | None = None
     updated: tuple[UpdatedRange, ...] = ()
+    #: None = any; otherwise security_context must be one of these (an empty set matches none)
+    security_contexts: frozenset[str] | None = None
     descending: bool = False
     after: Keyset | None = None
     before: Keyset | None = None
@@ -146,6 +148,8 @@ class HistoryQuery:
 
     binary_id: str | None = None
     since_us: int | None = None
+    #: None = any; otherwise the version's security_context must be one of these
+    security_contexts: frozenset[str] | None = None
     after: Keyset | None = None
     before: Keyset | None = None
     limit: int = 100

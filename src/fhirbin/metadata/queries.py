@@ -100,6 +100,10 @@ def _catalogue_filter(query: CatalogueQuery, ids: Sequence[str] | None) -> _Filt
     terms = [LIVE]
     if ids is not None:
         terms.append(binary_version.c.id.in_(ids))
+    if query.security_contexts is not None:
+        if not query.security_contexts:
+            return None
+        terms.append(binary_version.c.security_context.in_(sorted(query.security_contexts)))
     window = _Window()
     for updated in query.updated:
         if updated.inside:
@@ -116,6 +120,10 @@ def _history_filter(query: HistoryQuery) -> _Filter:
     terms = []
     if query.binary_id is not None:
         terms.append(binary_version.c.id == query.binary_id)
+    if query.security_contexts is not None:
+        # An empty set matches nothing: IN () is not portable, so compare with no value.
+        contexts = sorted(query.security_contexts) or [""]
+        terms.append(binary_version.c.security_context.in_(contexts))
     return _Filter(tuple(terms), _Window(lower=query.since_us))
 
 
