@@ -101,7 +101,10 @@ class AuthMiddleware:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("The Authorization header must be 'Bearer <access token>'.")
         claims = await self.authenticator().authenticate(token.strip(), self.audience)
-        if not await self.clients().is_active(claims.client_id):
+        # Revocation is fhirbin's own business only for the clients it registered (tokens it
+        # issued, whose issuer is its base URL); an external provider revokes its own.
+        own = claims.issuer == self.audience
+        if own and not await self.clients().is_active(claims.client_id):
             raise Unauthorized("The client this token was issued to has been revoked.")
         return claims
 
