@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from fhirbin.metadata import fastread
 from fhirbin.metadata.base import CatalogueQuery, HistoryQuery, Keyset, UpdatedRange
 from fhirbin.metadata.sql import SqlMetadataStore
 from tests.metadata.support import WHEN, Database, version
@@ -53,7 +54,6 @@ CALLS: list[tuple[str, Callable[[SqlMetadataStore], Awaitable[object]], str, boo
     ("history of an id", lambda s: s.history(HistoryQuery(binary_id="i3")), PRIMARY_KEY, True),
     ("count history", lambda s: s.count_history(HistoryQuery(since_us=5)), HISTORY, False),
     ("get version", lambda s: s.get_version("i3", 1), PRIMARY_KEY, False),
-    ("current", lambda s: s.current("i3"), PRIMARY_KEY, False),
     ("current many", lambda s: s.current_many(["i1", "i2"]), PRIMARY_KEY, False),
     ("current all", lambda s: s.current_all(), LIVE, False),
 ]
@@ -102,6 +102,41 @@ async def test_each_read_is_one_statement_reading_the_right_index(
         plan = " | ".join(str(step["detail"]) for step in explained.mappings())
     assert f"INDEX {index} " in f"{plan} ", plan
     assert ("TEMP B-TREE" in plan) == sorts, plan
+
+
+async def test_current_on_sqlite_is_one_primary_key_probe_off_the_async_driver(
+    store: SqlMetadataStore, database: Database
+) -> None:
+    """The read hot path (metadata/fastread.py): no SQLAlchemy statement, one PK probe."""
+    for n in range(5):
+        await store.add_version(version("i3", n + 1))
+    with statements_run(store) as seen:
+        found = await store.current("i3")
+    assert found is not None
+    assert found.version == 5
+    if database.kind != "sqlite":
+        assert len(seen) == 1
+        return
+    assert seen == []
+    assert store.fast is not None
+    plan_rows = store.fast._connection.execute(f"EXPLAIN QUERY PLAN {fastread._NEWEST}", ("i3",))
+    plan = " | ".join(str(row[-1]) for row in plan_rows)
+    assert f"INDEX {PRIMARY_KEY} " in f"{plan} ", plan
+    assert "TEMP B-TREE" not in plan, plan
+
+
+async def test_current_sees_writes_of_another_store_at_once(
+    store: SqlMetadataStore, database: Database
+) -> None:
+    """Another process (here: another store on the same file) writes; the fast reader sees it."""
+    other = await SqlMetadataStore.open(database.url)
+    try:
+        await other.add_version(version("x", 1))
+        assert (await store.current("x")) == version("x", 1)
+        await other.add_version(version("x", 2))
+        assert (await store.current("x")) == version("x", 2)
+    finally:
+        await other.close()
 
 
 async def test_adding_a_version_is_one_insert_and_one_update_in_one_transaction(

@@ -29,6 +29,12 @@ def sqlite_url(path: Path) -> str:
     return URL.create("sqlite+aiosqlite", database=str(path.resolve())).render_as_string()
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for other databases and in-memory SQLite."""
+    parsed = make_url(url)
+    return _sqlite_file(parsed) if _is_sqlite(parsed) else None
+
+
 def _is_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite"
 

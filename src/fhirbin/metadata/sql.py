@@ -9,16 +9,16 @@ and come back timezone-aware. Every query is portable SQL; database-specific set
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, insert, select, update
+from sqlalchemy import RowMapping, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fhirbin.metadata import migrate as migrations
 from fhirbin.metadata import queries
-from fhirbin.metadata.audit_sql import audit_values
+from fhirbin.metadata.audit_sql import audit_from_row, audit_values, search_statement
 from fhirbin.metadata.base import (
     AuditQuery,
     AuditRecord,
@@ -29,8 +29,9 @@ from fhirbin.metadata.base import (
     HistoryQuery,
     VersionConflict,
 )
-from fhirbin.metadata.engine import create_engine, sqlite_url, write_transaction
-from fhirbin.metadata.schema import audit_event, binary_version, client
+from fhirbin.metadata.engine import create_engine, sqlite_file, sqlite_url, write_transaction
+from fhirbin.metadata.fastread import SqliteReader
+from fhirbin.metadata.schema import assertion_jti, audit_event, binary_version, client
 from fhirbin.metadata.times import from_micros, to_micros
 
 __all__ = ["SqlMetadataStore", "from_micros", "sqlite_url", "to_micros"]
@@ -63,6 +64,8 @@ def _client_from_row(row: RowMapping) -> Client:
         secret_hash=row["secret_hash"],
         created_at=from_micros(row["created_at"]),
         revoked_at=None if revoked_at is None else from_micros(revoked_at),
+        jwks=row["jwks"],
+        jwks_url=row["jwks_url"],
     )
 
 
@@ -94,6 +97,7 @@ class SqlMetadataStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.fast: SqliteReader | None = None
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> SqlMetadataStore:
@@ -105,9 +109,15 @@ class SqlMetadataStore:
         except BaseException:
             await engine.dispose()
             raise
-        return cls(engine)
+        store = cls(engine)
+        database = sqlite_file(url)
+        if database is not None and database.exists():
+            store.fast = SqliteReader(database)
+        return store
 
     async def close(self) -> None:
+        if self.fast is not None:
+            self.fast.close()
         await self.engine.dispose()
 
     # Binary versions.
@@ -154,6 +164,8 @@ class SqlMetadataStore:
         return [_version_from_row(row) for row in result.mappings()]
 
     async def current(self, binary_id: str) -> BinaryVersion | None:
+        if self.fast is not None:  # SQLite: the hot path skips the async driver (fastread.py)
+            return self.fast.newest(binary_id)
         return await self._one(queries.newest(binary_id))
 
     async def get_version(self, binary_id: str, version: int) -> BinaryVersion | None:
@@ -219,13 +231,40 @@ class SqlMetadataStore:
     # Clients.
 
     async def remember_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool:
-        raise NotImplementedError  # being written (issue 4: SMART Backend Services)
+        # RFC 7523 §3 item 7 / SMART client-confidential-asymmetric: a jti is accepted once.
+        # The primary key (issuer, jti) lets exactly one insert win, across processes and nodes;
+        # records past their expiry are purged in the same transaction (never accepted anyway).
+        now = to_micros(datetime.now(UTC))
+        purge = delete(assertion_jti).where(assertion_jti.c.expires_at < now)
+        row = {"issuer": issuer, "jti": jti, "expires_at": to_micros(expires_at)}
+        try:
+            async with write_transaction(self.engine) as connection:
+                await connection.execute(purge)
+                await connection.execute(insert(assertion_jti).values(row))
+        except IntegrityError:
+            seen = select(assertion_jti.c.jti).where(
+                assertion_jti.c.issuer == issuer, assertion_jti.c.jti == jti
+            )
+            async with self.engine.connect() as connection:
+                if (await connection.execute(seen)).first() is not None:
+                    return False
+            raise
+        return True
 
     async def add_audit(self, records: Sequence[AuditRecord]) -> None:
-        raise NotImplementedError  # being written (issue 4: audit)
+        if not records:
+            return
+        # One multi-row INSERT (executemany) in one transaction: a batch is stored whole or not.
+        async with write_transaction(self.engine) as connection:
+            await connection.execute(insert(audit_event), [audit_values(r) for r in records])
 
     async def search_audit(self, query: AuditQuery) -> list[AuditRecord]:
-        raise NotImplementedError  # being written (issue 4: audit)
+        statement = search_statement(query)
+        if statement is None:
+            return []
+        async with self.engine.connect() as connection:
+            result = await connection.execute(statement)
+            return [audit_from_row(row) for row in result.mappings()]
 
     async def add_client(self, new: Client) -> None:
         values: dict[str, Any] = {
@@ -235,6 +274,8 @@ class SqlMetadataStore:
             "secret_hash": new.secret_hash,
             "created_at": to_micros(new.created_at),
             "revoked_at": None if new.revoked_at is None else to_micros(new.revoked_at),
+            "jwks": new.jwks,
+            "jwks_url": new.jwks_url,
         }
         try:
             async with write_transaction(self.engine) as connection:
