@@ -1,14 +1,70 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests need, only those missing. Safe to run repeatedly.
+# Installs the Debian packages the tests need, only those missing. Safe to run repeatedly;
+# prints nothing unless it installs something (and apt's output only if that fails).
+#
+#   curl            the README flow test (tests/e2e)
+#   libmagic1       content sniffing (python-magic over libmagic, src/fhirbin/security/sniff.py)
+#   clamav-daemon   clamd, which the screening tests start themselves with a signature database
+#                   of their own (tests/clamd_support.py). The packaged clamd and freshclam
+#                   services are never left running or enabled: freshclam would try to download
+#                   signatures, and the tests need no system-wide clamd.
 set -euo pipefail
-needed=(curl)
+needed=(curl libmagic1 clamav-daemon)
 missing=()
 for pkg in "${needed[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-echo "installing Debian packages: ${missing[*]}" >&2
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+# Stop, disable and (under systemd) mask the system's clamd and freshclam, so neither a reboot
+# nor a package upgrade brings them back. Idempotent and cheap: runs on every call.
+quiet_clamav_services() {
+  local unit pidfile
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    for unit in clamav-daemon.socket clamav-daemon.service clamav-freshclam.service; do
+      $SUDO systemctl disable --now "$unit" >/dev/null 2>&1 || true
+      $SUDO systemctl mask "$unit" >/dev/null 2>&1 || true
+    done
+  fi
+  for unit in clamav-daemon clamav-freshclam; do
+    [ -x "/etc/init.d/$unit" ] || continue
+    $SUDO update-rc.d "$unit" disable >/dev/null 2>&1 || true
+  done
+  # Anything started anyway (a sysvinit machine without policy-rc.d): stop it by its pid file.
+  for pidfile in /run/clamav/clamd.pid /run/clamav/freshclam.pid; do
+    if [ -s "$pidfile" ] && $SUDO kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      $SUDO kill "$(cat "$pidfile")" 2>/dev/null || true
+    fi
+  done
+}
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}" >&2
+  log=$(mktemp)
+  temp_policy=""
+  cleanup() {
+    rm -f "$log"
+    [ -z "$temp_policy" ] || $SUDO rm -f "$temp_policy"
+  }
+  trap cleanup EXIT
+  # Debian's policy-rc.d hook: exit 101 forbids maintainer scripts to start services, so
+  # installing clamav-daemon starts neither clamd nor freshclam. Containers usually have one;
+  # otherwise a temporary one is put in place for the install and removed afterwards.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    temp_policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$temp_policy" >/dev/null
+    $SUDO chmod 755 "$temp_policy"
+  fi
+  if ! { $SUDO apt-get update -qq &&
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    exit 1
+  fi
+fi
+
+if dpkg-query -W -f='${Status}' clamav-daemon 2>/dev/null | grep -q "install ok installed"; then
+  quiet_clamav_services
+fi

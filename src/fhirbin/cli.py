@@ -25,6 +25,7 @@ from rich.table import Table
 
 from fhirbin import __version__
 from fhirbin.auth.clients import hash_secret, new_client_id, new_client_secret
+from fhirbin.auth.jwks import JwksError, parse_jwks_text, validate_jwks_url
 from fhirbin.auth.scopes import validate_registration_scope
 from fhirbin.config import SETTINGS, Settings, SettingsError, load_settings, settings_markdown
 from fhirbin.metadata.base import Client
@@ -155,16 +156,60 @@ async def _with_store(settings: Settings, work: Callable[[SqlMetadataStore], Any
 @click.option(
     "--scope", required=True, help='Scopes the client may ask for, e.g. "system/Binary.rs".'
 )
+@click.option(
+    "--jwks-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="SMART Backend Services: the client's public JWK Set (JSON file); the client then "
+    "authenticates with private_key_jwt and gets no secret.",
+)
+@click.option(
+    "--jwks-url",
+    help="SMART Backend Services: the https URL of the client's public JWK Set (fetched when "
+    "needed); the client authenticates with private_key_jwt and gets no secret.",
+)
 @_data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def client_create(name: str, scope: str, data_dir: Path | None, as_json: bool) -> None:
-    """Register a client; prints its client_id and client_secret (shown only this once)."""
+def client_create(
+    name: str,
+    scope: str,
+    jwks_file: Path | None,
+    jwks_url: str | None,
+    data_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Register a client; prints its client_id and client_secret (shown only this once).
+
+    With --jwks-file or --jwks-url the client authenticates with signed assertions
+    (private_key_jwt) instead, and no secret is made.
+    """
     try:
         scope = validate_registration_scope(scope)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--scope") from exc
+    jwks = _registered_jwks(jwks_file, jwks_url)
     settings = _settings(data_dir=data_dir)
-    client_id, secret = new_client_id(), new_client_secret()
+    client_id = new_client_id()
+    if jwks_file is not None or jwks_url is not None:
+        record = Client(
+            client_id=client_id,
+            name=name,
+            scope=scope,
+            secret_hash="",  # a key client has no secret (and cannot use one)
+            created_at=datetime.now(UTC),
+            jwks=jwks,
+            jwks_url=jwks_url,
+        )
+        asyncio.run(_with_store(settings, lambda store: store.add_client(record)))
+        keys = f"JWKS at {jwks_url}" if jwks_url else f"JWKS from {jwks_file}"
+        if as_json:
+            out = {"client_id": client_id, "name": name, "scope": scope}
+            click.echo(json.dumps({**out, "token_endpoint_auth_method": "private_key_jwt"}))
+            return
+        click.echo(f"client_id:     {client_id}")
+        click.echo(f"auth method:   private_key_jwt ({keys})")
+        click.echo(f"scope:         {scope}")
+        return
+    secret = new_client_secret()
     record = Client(
         client_id=client_id,
         name=name,
@@ -184,6 +229,29 @@ def client_create(name: str, scope: str, data_dir: Path | None, as_json: bool) -
     click.echo(f"client_secret: {secret}")
     click.echo(f"scope:         {scope}")
     click.echo("The secret is shown only now; fhirbin keeps only a slow hash of it.", err=True)
+
+
+def _registered_jwks(jwks_file: Path | None, jwks_url: str | None) -> str | None:
+    """The JWK Set text to store for --jwks-file (checked strictly), after checking --jwks-url."""
+    if jwks_file is not None and jwks_url is not None:
+        raise click.UsageError("give --jwks-file or --jwks-url, not both")
+    if jwks_url is not None:
+        try:
+            validate_jwks_url(jwks_url)
+        except JwksError as exc:
+            raise click.BadParameter(str(exc), param_hint="--jwks-url") from exc
+        return None
+    if jwks_file is None:
+        return None
+    try:
+        text = jwks_file.read_text(encoding="utf-8")
+        parse_jwks_text(text, strict=True)
+    except (OSError, UnicodeDecodeError, JwksError) as exc:
+        raise click.BadParameter(f"{jwks_file}: {exc}", param_hint="--jwks-file") from exc
+    document = json.loads(text)
+    if "keys" not in document:  # one bare JWK: stored as a set of one
+        document = {"keys": [document]}
+    return json.dumps(document, separators=(",", ":"))
 
 
 @client.command("list")

@@ -5,6 +5,7 @@
     ├── Unauthorized              401 login   (WWW-Authenticate: Bearer, RFC 6750 §3)
     ├── Forbidden                 403 forbidden (insufficient_scope)
     ├── NotFound                  404 not-found
+    │   └── HiddenByPolicy        404 (exists, but not for this caller; audited as such)
     ├── MethodNotAllowed          405 not-supported
     ├── NotAcceptable             406 not-supported
     ├── RequestTimeout            408 timeout
@@ -12,6 +13,8 @@
     ├── PreconditionFailed        412 conflict
     ├── PayloadTooLarge           413 too-long
     ├── UnsupportedMediaType      415 not-supported
+    ├── UnprocessableContent      422 business-rule (content screening: malware found)
+    ├── ServiceUnavailable        503 transient (Retry-After; e.g. the virus scanner is down)
     ├── TooManyRequests           429 throttled (Retry-After)
     └── OAuthError                RFC 6749 §5.2 token-endpoint error (JSON, not an OperationOutcome)
 
@@ -88,6 +91,13 @@ class NotFound(FhirbinError):
     code = "not-found"
 
 
+class HiddenByPolicy(NotFound):
+    """A 404 for something that exists but the caller may not know about (R4
+    security.html#AccessDenied). Answered exactly like NotFound; only the audit trail knows."""
+
+    audit_detail = "hidden by securityContext policy"
+
+
 class MethodNotAllowed(FhirbinError):
     status = 405
     code = "not-supported"
@@ -128,6 +138,25 @@ class TooManyRequests(FhirbinError):
     code = "throttled"
 
     def __init__(self, diagnostics: str, *, retry_after: int) -> None:
+        super().__init__(diagnostics, headers={"Retry-After": str(retry_after)})
+
+
+class UnprocessableContent(FhirbinError):
+    """422: well-formed content that a business rule refuses (R4 http.html#create: 422 for
+    business rules), such as a virus scanner's detection."""
+
+    status = 422
+    code = "business-rule"
+
+
+class ServiceUnavailable(FhirbinError):
+    """503: a service fhirbin depends on is down; the client may retry after ``retry_after``
+    seconds (RFC 9110 §10.2.3 Retry-After, §15.6.4)."""
+
+    status = 503
+    code = "transient"
+
+    def __init__(self, diagnostics: str, *, retry_after: int = 10) -> None:
         super().__init__(diagnostics, headers={"Retry-After": str(retry_after)})
 
 

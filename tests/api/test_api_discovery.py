@@ -26,8 +26,11 @@ async def test_metadata_is_public_and_lists_exactly_what_works(client: httpx.Asy
     }
     (rest,) = statement["rest"]
     assert rest["security"]["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
-    (binary,) = rest["resource"]
+    binary, audit_event = rest["resource"]
     assert binary["type"] == "Binary"
+    assert audit_event["type"] == "AuditEvent"
+    assert [i["code"] for i in audit_event["interaction"]] == ["read", "search-type"]
+    assert [p["name"] for p in audit_event["searchParam"]] == ["entity", "date"]
     assert sorted(i["code"] for i in binary["interaction"]) == [
         "create",
         "delete",
@@ -60,7 +63,11 @@ async def test_smart_configuration_is_public_json_with_absolute_urls(
     assert set(config["token_endpoint_auth_methods_supported"]) == {
         "client_secret_basic",
         "client_secret_post",
+        "private_key_jwt",
     }
+    # SMART client-confidential-asymmetric.html#discovery-requirements
+    assert {"RS384", "ES384"} <= set(config["token_endpoint_auth_signing_alg_values_supported"])
+    assert "client-confidential-asymmetric" in config["capabilities"]
     assert "system/Binary.rs" in config["scopes_supported"]
     assert "permission-v2" in config["capabilities"]
     assert config["code_challenge_methods_supported"] == ["S256"]

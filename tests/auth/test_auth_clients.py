@@ -193,7 +193,7 @@ def test_blank_authorization_header_falls_back_to_the_body() -> None:
 
 
 @pytest.mark.parametrize("field", ["client_assertion", "client_assertion_type"])
-def test_private_key_jwt_is_not_supported_yet(field: str) -> None:
+def test_assertion_parameters_are_not_secret_credentials(field: str) -> None:
     error = _oauth_error(None, {field: "x", "client_id": "c1"}, "invalid_client", 401)
     assert "private_key_jwt" in error.diagnostics
 

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from fhirbin.api.middleware import CLAIMS_KEY
 from fhirbin.auth.scopes import allows, needed_scope
 from fhirbin.auth.tokens import AccessClaims
-from fhirbin.errors import Forbidden, NotFound
+from fhirbin.errors import Forbidden, HiddenByPolicy
 
 _ACTION_NAMES = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
 
@@ -44,7 +44,7 @@ class Access:
     def hide(self, binary_id: str, security_context: str | None) -> None:
         """A Binary outside this access is a 404, exactly like an unknown one."""
         if not self.may_see(security_context):
-            raise NotFound(f"Binary/{binary_id} is not known to this server.")
+            raise HiddenByPolicy(f"Binary/{binary_id} is not known to this server.")
 
     def check_write(self, security_context: str | None) -> None:
         """A patient-bound token may only write Binaries bound to its patient."""

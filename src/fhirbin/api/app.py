@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
+from fhirbin.api.audit import AuditMiddleware, audit_log, start_audit, stop_audit
 from fhirbin.api.errors import error_response, exception_handlers
 from fhirbin.api.limits import LimitsMiddleware
 from fhirbin.api.middleware import AuthMiddleware, ClientStatusCache
@@ -149,14 +150,18 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await _open(runtime)
+        start_audit(runtime)
         try:
             yield
         finally:
+            await stop_audit(runtime)  # flushes the buffered audit records
             await runtime.authenticator.close()
             await runtime.catalogue.close()
 
     middleware = [
         *_cors(settings),
+        # Outside AuthMiddleware, so the requests it refuses are audited too.
+        Middleware(AuditMiddleware, log=lambda: audit_log(runtime)),
         Middleware(
             AuthMiddleware,
             authenticator=lambda: runtime.authenticator,

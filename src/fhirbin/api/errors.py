@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
+from fhirbin.api.audit import note_refusal
 from fhirbin.errors import FhirbinError, MethodNotAllowed, NotFound, OAuthError
 from fhirbin.fhir.negotiate import Representation, fhir_format
 from fhirbin.fhir.outcome import operation_outcome
@@ -74,6 +75,8 @@ def outcome_response(
 
 def error_response(exc: Exception, scope: Scope | None = None) -> Response:
     """Render any exception; safe to call from middleware and handlers alike."""
+    if scope is not None:
+        note_refusal(scope, exc)  # the audit record says why (api/audit.py)
     if isinstance(exc, OAuthError):
         payload = {"error": exc.error, "error_description": exc.diagnostics}
         return Response(

@@ -61,6 +61,7 @@ def _negotiate(request: Request) -> Representation:
 
 
 def serve(request: Request, version: BinaryVersion, fmt: Representation) -> Response:
+    request.scope["fhirbin.audit"] = {"version": version.version}  # api/audit.py
     headers = request.headers
     if not_modified(
         headers.get("if-none-match"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from fhirbin.api import discovery, reads, searches, writes
+from fhirbin.api import audit, discovery, reads, searches, writes
 
 
 def routes() -> list[BaseRoute]:
@@ -27,4 +27,6 @@ def routes() -> list[BaseRoute]:
         Route("/fhir/Binary/{id}/_history", searches.history, methods=["GET"]),
         Route("/fhir/Binary/{id}/_history/{vid}", reads.vread, methods=["GET"]),
         Route("/fhir/Binary/{rest:path}", reads.unrouted, methods=["GET", "PUT", "DELETE"]),
+        Route("/fhir/AuditEvent", audit.search, methods=["GET"]),
+        Route("/fhir/AuditEvent/{id}", audit.read, methods=["GET"]),
     ]

@@ -84,6 +84,7 @@ async def search(request: Request) -> Response:
         default_count=DEFAULT_COUNT,
         max_count=MAX_COUNT,
     )
+    request.scope["fhirbin.audit"] = {"query": query.used}  # api/audit.py
     cursor = decode_cursor(query.page) if query.page else None
     ids = None
     if query.ids is not None:
@@ -176,6 +177,7 @@ async def history(request: Request) -> Response:
     query = parse_history_params(
         params, strict=_strict(request), default_count=DEFAULT_COUNT, max_count=MAX_COUNT
     )
+    request.scope["fhirbin.audit"] = {"query": query.used}  # api/audit.py
     cursor = decode_cursor(query.page) if query.page else None
     rt = runtime(request)
     if binary_id is not None:

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhirbin.api.access import Access, authorize
+from fhirbin.api.audit import write_audit
 from fhirbin.api.render import binary_response, pretty, resource_response
 from fhirbin.api.requests import content_length, read_body, runtime
 from fhirbin.errors import BadRequest
@@ -120,7 +121,12 @@ async def create(request: Request) -> Response:
     upload = await _upload(request, service)
     _check_context(request, access, upload)
     returning, fmt = _returning(request, upload)
-    version = await service.create(upload.content_type, upload.security_context, upload.chunks)
+    version = await service.create(
+        upload.content_type,
+        upload.security_context,
+        upload.chunks,
+        audit=write_audit(request.scope, "create"),
+    )
     return _written(request, version, returning, fmt, status_code=201)
 
 
@@ -144,7 +150,12 @@ async def update(request: Request) -> Response:
     _check_context(request, access, upload)
     returning, fmt = _returning(request, upload)
     version, created = await service.update(
-        binary_id, upload.content_type, upload.security_context, upload.chunks, precondition
+        binary_id,
+        upload.content_type,
+        upload.security_context,
+        upload.chunks,
+        precondition,
+        audit=write_audit(request.scope, "update"),
     )
     return _written(request, version, returning, fmt, status_code=201 if created else 200)
 
@@ -159,7 +170,7 @@ async def delete(request: Request) -> Response:
     current = await service.catalogue.current(binary_id)
     if current is not None:
         access.hide(binary_id, current.security_context)
-    await service.delete(binary_id, precondition)
+    await service.delete(binary_id, precondition, audit=write_audit(request.scope, "delete"))
     return Response(status_code=204)
 
 

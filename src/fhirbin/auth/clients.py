@@ -1,9 +1,10 @@
 """OAuth clients at the token endpoint: identifiers, secrets and request checks.
 
 This module owns how client ids and secrets are generated and stored (argon2id hashes, never the
-secret), how a token request authenticates its client (RFC 6749 §2.3.1: ``client_secret_basic``
-or ``client_secret_post``) and which token requests are acceptable at all (RFC 6749 §4.4.2
-``client_credentials``, the SMART Backend Services flow). Errors are RFC 6749 §5.2 OAuthErrors.
+secret), how a token request authenticates its client with a secret (RFC 6749 §2.3.1:
+``client_secret_basic`` or ``client_secret_post``; ``private_key_jwt`` is ``auth.assertions``)
+and which token requests are acceptable at all (RFC 6749 §4.4.2 ``client_credentials``, the
+SMART Backend Services flow). Errors are RFC 6749 §5.2 OAuthErrors.
 """
 
 from __future__ import annotations
@@ -96,10 +97,12 @@ def parse_client_credentials(
     client MUST NOT use more than one authentication method in each request).
     """
     if "client_assertion" in form or "client_assertion_type" in form:
+        # private_key_jwt requests are authenticated by fhirbin.auth.assertions; the token
+        # endpoint never sends them here, and a secret cannot stand in for an assertion.
         raise OAuthError(
             "invalid_client",
-            "private_key_jwt is not supported yet; authenticate with client_secret_basic "
-            "or client_secret_post",
+            "client_assertion and client_assertion_type belong to private_key_jwt, which is "
+            "not authenticated with a client secret",
             status=401,
         )
     has_basic = authorization is not None and authorization.strip() != ""

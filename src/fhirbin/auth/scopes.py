@@ -61,6 +61,10 @@ SUPPORTED_SCOPES: tuple[str, ...] = (
     "system/Binary.*",
     "system/*.*",
     "system/*.read",
+    "system/AuditEvent.rs",
+    "patient/Binary.rs",
+    "patient/Binary.cruds",
+    "user/Binary.rs",
 )
 
 

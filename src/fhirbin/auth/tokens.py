@@ -131,6 +131,11 @@ class TokenVerifier:
         self._cache: dict[bytes, _Cached] = {}  # insertion order = age
         self._lock = threading.Lock()
 
+    @property
+    def issuer(self) -> str:
+        """The ``iss`` this verifier accepts (fhirbin's own)."""
+        return self._issuer
+
     def verify(self, token: str, audience: str, now: int | None = None) -> AccessClaims:
         """The token's claims, or Unauthorized (error="invalid_token", RFC 6750 §3.1)."""
         if len(token) > MAX_TOKEN_LENGTH:

@@ -2,10 +2,10 @@
 
 Owns the R4 CapabilityStatement shape for this server (capabilitystatement.html): an
 ``instance`` statement of the running software with its ``implementation`` (cpb-14), one
-``rest`` entry in server mode secured by SMART-on-FHIR (SMART conformance.html), and one
-resource, Binary. The caller lists what the endpoint really does; this module checks the lists
-against the R4 value sets and the invariants, so a wrong statement fails at startup or in a
-test, never in a client.
+``rest`` entry in server mode secured by SMART-on-FHIR (SMART conformance.html), and the
+resources: Binary, then any others the caller names (AuditEvent, read-only). The caller lists
+what the endpoint really does; this module checks the lists against the R4 value sets and the
+invariants, so a wrong statement fails at startup or in a test, never in a client.
 """
 
 from __future__ import annotations
@@ -41,6 +41,14 @@ _DEFINITIONS = {
     "_id": "http://hl7.org/fhir/SearchParameter/Resource-id",
     "_lastUpdated": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
 }
+# Resource-specific SearchParameters (R4 auditevent.html#search).
+_TYPE_DEFINITIONS = {
+    ("AuditEvent", "entity"): "http://hl7.org/fhir/SearchParameter/AuditEvent-entity",
+    ("AuditEvent", "date"): "http://hl7.org/fhir/SearchParameter/AuditEvent-date",
+}
+
+#: Another resource the endpoint serves: (type, interactions, search params).
+OtherResource = tuple[str, Sequence[str], Sequence[tuple[str, str, str]]]
 # R4 valueset-restful-security-service; SMART conformance.html names this code.
 SMART_ON_FHIR = {
     "coding": [
@@ -71,10 +79,13 @@ def capability_statement(
     read_history: bool = False,
     update_create: bool = False,
     conditional_read: str = "not-supported",
+    other_resources: Sequence[OtherResource] = (),
 ) -> dict[str, Any]:
     """The R4 CapabilityStatement of this fhirbin instance.
 
-    ``search_params`` are ``(name, type, documentation)``. Raises ValueError for values
+    ``search_params`` are ``(name, type, documentation)``. ``other_resources`` lists further
+    resource types after Binary, each ``(type, interactions, search_params)``, unversioned
+    (fhirbin's AuditEvents are never updated). Raises ValueError for values
     outside the R4 value sets, duplicates (cpb-12 for search parameters), an empty
     ``formats`` (1..*) or a ``date`` that is not a FHIR dateTime.
     """
@@ -93,6 +104,21 @@ def capability_statement(
     }
     if search_params:
         resource["searchParam"] = [_search_param(*p) for p in search_params]
+    resources = [resource]
+    for rtype, other_interactions, other_params in other_resources:
+        _check(date, formats, other_interactions, other_params, versioning, conditional_read)
+        if rtype in {r["type"] for r in resources}:
+            raise ValueError(f"cpb-9: resource type {rtype!r} is listed twice")
+        other: dict[str, Any] = {
+            "type": rtype,
+            "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
+        }
+        if other_interactions:
+            other["interaction"] = [{"code": code} for code in other_interactions]
+        other["versioning"] = "no-version"
+        if other_params:
+            other["searchParam"] = [_search_param(*p, rtype=rtype) for p in other_params]
+        resources.append(other)
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -115,16 +141,19 @@ def capability_statement(
                         f"the endpoints are in {base_url}/.well-known/smart-configuration."
                     ),
                 },
-                "resource": [resource],
+                "resource": resources,
             }
         ],
     }
 
 
-def _search_param(name: str, type_: str, documentation: str) -> dict[str, str]:
+def _search_param(
+    name: str, type_: str, documentation: str, rtype: str = "Binary"
+) -> dict[str, str]:
     param = {"name": name}
-    if name in _DEFINITIONS:
-        param["definition"] = _DEFINITIONS[name]
+    definition = _DEFINITIONS.get(name) or _TYPE_DEFINITIONS.get((rtype, name))
+    if definition:
+        param["definition"] = definition
     param["type"] = type_
     if documentation:
         param["documentation"] = documentation

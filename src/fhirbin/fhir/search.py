@@ -48,6 +48,7 @@ __all__ = [
     "HistoryRequest",
     "LastUpdated",
     "SearchRequest",
+    "date_condition",
     "parse_binary_search",
     "parse_history_params",
     "prefer_handling",
@@ -321,12 +322,19 @@ def self_link(base_url: str, used: Sequence[tuple[str, str]]) -> str:
 
 def _last_updated(value: str, now_us: int | None) -> tuple[LastUpdated, str]:
     """One ``_lastUpdated`` value as a condition, and its spelling as applied."""
-    values = [v for v in split_values(value, "_lastUpdated") if v]
+    return date_condition(value, now_us, name="_lastUpdated")
+
+
+def date_condition(value: str, now_us: int | None, *, name: str) -> tuple[LastUpdated, str]:
+    """One value of the date parameter ``name`` (``_lastUpdated``, AuditEvent's ``date``) as a
+    condition on a point in time, and its spelling as applied: prefix rules of
+    search.html#prefix, dates of search.html#date; an OR list is a 400 (not supported)."""
+    values = [v for v in split_values(value, name) if v]
     if len(values) != 1:
         raise BadRequest(
-            f"_lastUpdated {value[:100]!r} lists several values: OR on _lastUpdated is not "
+            f"{name} {value[:100]!r} lists several values: OR on {name} is not "
             "supported; repeat the parameter to AND conditions (R4 search.html#combining).",
-            expression="http._lastUpdated",
+            expression=f"http.{name}",
             code="not-supported",
         )
     text = values[0]
@@ -335,14 +343,14 @@ def _last_updated(value: str, now_us: int | None) -> tuple[LastUpdated, str]:
         prefix, text = text[:2], text[2:]
         if prefix not in _PREFIXES:
             raise BadRequest(
-                f"Unknown prefix {prefix!r} in _lastUpdated {value[:100]!r}: expected one of "
+                f"Unknown prefix {prefix!r} in {name} {value[:100]!r}: expected one of "
                 "eq, ne, gt, lt, ge, le, sa, eb, ap (R4 search.html#prefix).",
-                expression="http._lastUpdated",
+                expression=f"http.{name}",
             )
         applied_prefix = prefix
     else:
         applied_prefix = ""
-    r = parse_date(text, expression="http._lastUpdated")
+    r = parse_date(text, expression=f"http.{name}")
     return _condition(prefix, r, now_us), applied_prefix + r.value
 
 

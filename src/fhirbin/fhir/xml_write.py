@@ -252,10 +252,55 @@ _ORDER: Final[dict[str, dict[str, str]]] = {
     },
     "CapabilityStatement.rest.interaction": {"code": _P, "documentation": _P},
     "CapabilityStatement.document": {"mode": _P, "documentation": _P, "profile": _P},
+    # --- AuditEvent (R4 auditevent.html#resource) ---
+    "AuditEvent": {
+        **_DOMAIN_RESOURCE,
+        "type": "Coding",
+        "subtype": "Coding",
+        "action": _P,
+        "period": "Period",
+        "recorded": _P,
+        "outcome": _P,
+        "outcomeDesc": _P,
+        "purposeOfEvent": "CodeableConcept",
+        "agent": "AuditEvent.agent",
+        "source": "AuditEvent.source",
+        "entity": "AuditEvent.entity",
+    },
+    "AuditEvent.agent": {
+        "type": "CodeableConcept",
+        "role": "CodeableConcept",
+        "who": "Reference",
+        "altId": _P,
+        "name": _P,
+        "requestor": _P,
+        "location": "Reference",
+        "policy": _P,
+        "media": "Coding",
+        "network": "AuditEvent.agent.network",
+        "purposeOfUse": "CodeableConcept",
+    },
+    "AuditEvent.agent.network": {"address": _P, "type": _P},
+    "AuditEvent.source": {"site": _P, "observer": "Reference", "type": "Coding"},
+    "AuditEvent.entity": {
+        "what": "Reference",
+        "type": "Coding",
+        "role": "Coding",
+        "lifecycle": "Coding",
+        "securityLabel": "Coding",
+        "name": _P,
+        "description": _P,
+        "query": _P,
+        "detail": "AuditEvent.entity.detail",
+    },
+    # value[x]: valueString | valueBase64Binary
+    "AuditEvent.entity.detail": {"type": _P, "valueString": _P, "valueBase64Binary": _P},
 }
 
 #: The resource types :func:`resource_to_xml` can write.
-RESOURCE_TYPES: Final = frozenset({"Binary", "Bundle", "OperationOutcome", "CapabilityStatement"})
+RESOURCE_TYPES: Final = frozenset(
+    {"Binary", "Bundle", "OperationOutcome", "CapabilityStatement", "AuditEvent"}
+)
 
 # XML 1.0 §2.2 Char: what an XML document can hold at all. Anything else (C0 controls but tab,
 # CR, LF; lone surrogates; U+FFFE/U+FFFF) cannot be written, not even as a character reference.

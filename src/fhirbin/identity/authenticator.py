@@ -1,23 +1,112 @@
-"""Turns a bearer token into verified claims, whoever issued it."""
+"""Turns a bearer token into verified claims, whoever issued it.
+
+Which verifier a token goes to (the token's unverified ``iss`` only routes it; each verifier
+checks ``iss`` again on the verified token):
+
+1. longer than 8 KiB: refused, whoever issued it;
+2. a JWT whose ``iss`` is fhirbin's own: fhirbin's own verifier (always first, so an external
+   configuration can never shadow fhirbin's tokens);
+3. a JWT whose ``iss`` is ``FHIRBIN_EXTERNAL_ISSUER``: verified against the issuer's JWK Set;
+4. anything else (an opaque token, or a JWT of another issuer) when
+   ``FHIRBIN_INTROSPECTION_URL`` is set: RFC 7662 introspection;
+5. otherwise fhirbin's own verifier, which refuses it with the reason.
+
+External tokens must carry ``FHIRBIN_AUDIENCE`` (default: the FHIR base URL). The same object
+authenticates client assertions at the token endpoint (``assertions``), sharing the HTTP client.
+"""
 
 from __future__ import annotations
 
-from fhirbin.auth.tokens import AccessClaims, TokenVerifier
-from fhirbin.config import Settings
+import time
+from collections.abc import Callable
+
+import httpx
+
+from fhirbin.auth.jose import peek
+from fhirbin.auth.tokens import MAX_TOKEN_LENGTH, AccessClaims, TokenVerifier
+from fhirbin.config import Settings, SettingsError
+from fhirbin.errors import Unauthorized
+from fhirbin.identity.assertions import ClientAssertions
+from fhirbin.identity.external import ExternalTokens
+from fhirbin.identity.introspection import Introspector
+from fhirbin.identity.jwks import JwksCache, new_http_client
+
+__all__ = ["Authenticator", "build_authenticator"]
 
 
 class Authenticator:
-    """fhirbin's own tokens only (external issuers and introspection: issue 4)."""
+    """fhirbin's own tokens, an external issuer's JWTs, introspected opaque tokens."""
 
-    def __init__(self, own: TokenVerifier) -> None:
+    def __init__(
+        self,
+        own: TokenVerifier,
+        *,
+        assertions: ClientAssertions,
+        http: httpx.AsyncClient,
+        external: ExternalTokens | None = None,
+        introspection: Introspector | None = None,
+        audience: str = "",
+    ) -> None:
         self.own = own
+        self.assertions = assertions
+        self.external = external
+        self.introspection = introspection
+        self._audience = audience
+        self._http = http
 
     async def authenticate(self, token: str, audience: str) -> AccessClaims:
+        """Verified claims for ``token`` at this server (``audience``: the FHIR base URL)."""
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise Unauthorized(f"The access token is too long (over {MAX_TOKEN_LENGTH} characters)")
+        jws = peek(token)
+        issuer = None if jws is None else jws.issuer
+        if issuer is not None and issuer == self.own.issuer:
+            return self.own.verify(token, audience)
+        external_audience = self._audience or audience
+        if jws is not None and self.external is not None and issuer == self.external.issuer:
+            return await self.external.verify(token, jws, external_audience)
+        if self.introspection is not None:
+            return await self.introspection.introspect(token, external_audience)
         return self.own.verify(token, audience)
 
     async def close(self) -> None:
-        return None
+        await self._http.aclose()
 
 
-def build_authenticator(settings: Settings, own: TokenVerifier) -> Authenticator:
-    return Authenticator(own)
+def build_authenticator(
+    settings: Settings,
+    own: TokenVerifier,
+    *,
+    clock: Callable[[], float] = time.time,
+    http: httpx.AsyncClient | None = None,
+) -> Authenticator:
+    """The authenticator ``settings`` ask for; ``clock`` and ``http`` are for tests."""
+    if settings.external_issuer and not settings.external_jwks:
+        raise SettingsError("FHIRBIN_EXTERNAL_ISSUER is set but FHIRBIN_EXTERNAL_JWKS is not")
+    client = http if http is not None else new_http_client()
+    external = None
+    if settings.external_issuer:
+        external = ExternalTokens(
+            settings.external_issuer,
+            settings.external_jwks,
+            JwksCache(client, clock=clock, floor=True),
+            clock=clock,
+        )
+    introspection = None
+    if settings.introspection_url:
+        introspection = Introspector(
+            settings.introspection_url,
+            settings.introspection_client_id,
+            settings.introspection_client_secret,
+            http=client,
+            cache_ttl=settings.introspection_cache_ttl,
+            clock=clock,
+        )
+    return Authenticator(
+        own,
+        assertions=ClientAssertions(JwksCache(client, clock=clock), clock=clock),
+        http=client,
+        external=external,
+        introspection=introspection,
+        audience=settings.audience,
+    )

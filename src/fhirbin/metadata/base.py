@@ -76,13 +76,16 @@ class AuditRecord:
     bytes_sent: int | None = None
     detail: str | None = None
     request_id: str | None = None
+    #: the SMART launch-context Patient id of the token (BALP entity:patient), if any
+    patient: str | None = None
 
 
 @dataclass(frozen=True)
 class AuditQuery:
-    """Audit records, oldest first by (recorded, id); ``entity`` exact; recorded in
+    """Audit records, oldest first by (recorded, id); ``id`` and ``entity`` exact; recorded in
     [since_us, until_us); ``after``: (recorded_us, id) keyset; at most ``limit``."""
 
+    id: str | None = None
     entity: str | None = None
     since_us: int | None = None
     until_us: int | None = None

@@ -124,6 +124,7 @@ audit_event = Table(
     Column("bytes_sent", BigInteger, nullable=True),
     Column("detail", Text, nullable=True),
     Column("request_id", String(128), nullable=True),
+    Column("patient", String(255), nullable=True),  # migration 0005
     PrimaryKeyConstraint("id"),
     Index("ix_audit_event_entity_recorded", "entity", "recorded"),
     Index("ix_audit_event_recorded", "recorded"),
