@@ -19,6 +19,7 @@ FORBIDDEN = {
     "service": {"api", "cli"},
     "api": {"cli"},
     "identity": {"api", "service", "storage", "cli"},
+    "scanning": {"api", "service", "storage", "metadata", "auth", "identity", "cli"},
 }
 WEB = ("starlette", "granian", "httpx")
 #: identity fetches JWK Sets and asks introspection endpoints: the HTTP client, never the server.

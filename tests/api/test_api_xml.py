@@ -8,6 +8,8 @@ import httpx
 import pytest
 from defusedxml import ElementTree
 
+from tests.security.samples import PNG
+
 pytestmark = pytest.mark.anyio
 
 NS = {"f": "http://hl7.org/fhir"}
@@ -86,7 +88,7 @@ async def test_capability_statement_in_xml(client: httpx.AsyncClient) -> None:
 async def test_xml_binary_body_is_parsed(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
     body = (
         '<Binary xmlns="http://hl7.org/fhir"><contentType value="image/png"/>'
-        f'<data value="{base64.b64encode(b"PNGDATA").decode()}"/></Binary>'
+        f'<data value="{base64.b64encode(PNG).decode()}"/></Binary>'
     ).encode()
     response = await client.post(
         "/fhir/Binary",
@@ -99,7 +101,7 @@ async def test_xml_binary_body_is_parsed(client: httpx.AsyncClient, auth: dict[s
     )  # representation, in XML
     location = response.headers["location"]
     native = await client.get(location.removeprefix("http://testserver"), headers=auth)
-    assert native.content == b"PNGDATA"
+    assert native.content == PNG
     assert native.headers["content-type"] == "image/png"
 
 
