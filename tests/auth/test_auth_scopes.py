@@ -316,10 +316,10 @@ def test_needed_scope_names_the_narrowest_system_scope() -> None:
         needed_scope("read")
 
 
-def test_every_supported_scope_parses_as_a_system_scope() -> None:
+def test_every_supported_scope_parses() -> None:
     assert "system/Binary.cruds" in SUPPORTED_SCOPES
     for scope in SUPPORTED_SCOPES:
         parsed = parse_scope(scope)
         assert parsed is not None, scope
-        assert parsed.context == "system"
-        assert parsed.resource in ("Binary", "*")
+        assert parsed.context in ("system", "patient", "user")
+        assert parsed.resource in ("Binary", "AuditEvent", "*")

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import anyio
 import anyio.to_thread
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
@@ -53,13 +55,26 @@ def _revision_of(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+_LOCK_RETRIES = 5
+
+
 async def upgrade(engine: AsyncEngine) -> None:
     """Upgrade the database behind ``engine`` to head, on the caller's event loop.
 
     Used by the store on its own engine, which also makes in-memory SQLite databases work.
     """
-    async with write_transaction(engine) as connection:
-        await connection.run_sync(_upgrade_on)
+    for attempt in range(_LOCK_RETRIES):
+        try:
+            async with write_transaction(engine) as connection:
+                await connection.run_sync(_upgrade_on)
+            return
+        except OperationalError as error:
+            # A brand-new SQLite file being set up by another process (its journal mode switch)
+            # can answer "database is locked" without waiting for the busy timeout. Migrations
+            # are idempotent: wait and run them again.
+            if "locked" not in str(error) or attempt == _LOCK_RETRIES - 1:
+                raise
+            await anyio.sleep(0.2 * (attempt + 1))
 
 
 async def schema_revision(engine: AsyncEngine) -> str | None:
