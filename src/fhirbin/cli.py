@@ -104,7 +104,7 @@ def serve(**flags: Any) -> None:
         address=settings.host,
         port=settings.port,
         interface=Interfaces.ASGI,
-        workers=settings.workers,
+        workers=settings.worker_count,
         log_level=settings.log_level,  # type: ignore[arg-type]
         websockets=False,
         # Slow clients: the headers must arrive within FHIRBIN_HEADER_TIMEOUT.

@@ -9,6 +9,7 @@ built from it. Only ``cli.py`` reads the environment; everything else receives a
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,8 +115,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "workers",
         int,
-        1,
-        "Number of server worker processes.",
+        0,
+        "Number of server worker processes; 0 = one per CPU core.",
         serve_flag=True,
     ),
     Setting("log_level", str, "info", "Log level: debug, info, warning or error."),
@@ -298,6 +299,11 @@ class Settings:
         return f"http://{host}:{self.port}/fhir"
 
     @property
+    def worker_count(self) -> int:
+        """``workers``, with 0 resolved to the number of CPU cores."""
+        return self.workers or os.cpu_count() or 1
+
+    @property
     def database_url(self) -> str:
         return f"sqlite+aiosqlite:///{self.database_path}"
 
@@ -323,8 +329,8 @@ def _validate(values: dict[str, Any]) -> None:
         raise SettingsError(f"{_BY_NAME['max_binary_size'].env} must not be negative")
     if not 0 < values["port"] < 65536:
         raise SettingsError(f"{_BY_NAME['port'].env} must be between 1 and 65535")
-    if values["workers"] < 1:
-        raise SettingsError(f"{_BY_NAME['workers'].env} must be at least 1")
+    if values["workers"] < 0:
+        raise SettingsError(f"{_BY_NAME['workers'].env} must not be negative")
     if values["type_mismatch"] not in ("reject", "accept"):
         raise SettingsError(f"{_BY_NAME['type_mismatch'].env} must be reject or accept")
     if values["base_url"].endswith("/"):
