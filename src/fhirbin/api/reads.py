@@ -31,6 +31,9 @@ from fhirbin.metadata.base import BinaryVersion
 from fhirbin.security.serving import native_headers
 from fhirbin.service import BinaryService
 
+#: Native reads up to this size are sent from memory; larger ones go through pathsend.
+SMALL = 64 * 1024
+
 
 async def read(request: Request) -> Response:
     """GET/HEAD [base]/Binary/[id] — R4 binary.html#rest, http.html#read, D1/D2."""
@@ -89,11 +92,13 @@ def _native(request: Request, service: BinaryService, version: BinaryVersion) ->
     if ranges is None:
         headers["Content-Type"] = version.content_type  # verbatim, parameters and case kept
         headers["Content-Length"] = str(version.size)
+        path = service.content_path(version)
+        if path is not None and version.size <= SMALL and request.method == "GET":
+            # A small file costs less read here from the page cache than handed to the server
+            # (pathsend opens it on a blocking thread): one read, one body message.
+            return StreamedResponse(status_code=200, headers=headers, content=path.read_bytes())
         return StreamedResponse(
-            status_code=200,
-            headers=headers,
-            body=service.content(version),
-            path=service.content_path(version),
+            status_code=200, headers=headers, body=service.content(version), path=path
         )
     if len(ranges) == 1:
         start, end = ranges[0]

@@ -33,11 +33,13 @@ class StreamedResponse(Response):
         headers: Mapping[str, str],
         body: AsyncIterable[bytes] | None = None,
         path: Path | None = None,
+        content: bytes | None = None,
     ) -> None:
         self.status_code = status_code
         self.background = None
         self.body_iter = body
         self.path = path
+        self.content = content
         self.raw_headers = [
             (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
         ]
@@ -49,6 +51,9 @@ class StreamedResponse(Response):
         if scope["method"] == "HEAD":
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             await _close(self.body_iter)
+            return
+        if self.content is not None:
+            await send({"type": "http.response.body", "body": self.content, "more_body": False})
             return
         if self.path is not None and "http.response.pathsend" in scope.get("extensions", {}):
             await send({"type": "http.response.pathsend", "path": str(self.path)})

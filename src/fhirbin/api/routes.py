@@ -1,4 +1,8 @@
-"""Every route, one line each. Fixed paths come before the ones with parameters."""
+"""Every route, one line each.
+
+Starlette tries routes in order, so the hot read comes first, right after the two fixed
+``/Binary/_…`` paths its ``{id}`` pattern would otherwise swallow; the rest follow.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ from fhirbin.api import audit, discovery, reads, searches, writes
 
 def routes() -> list[BaseRoute]:
     return [
+        Route("/fhir/Binary/_search", searches.search, methods=["POST"]),
+        Route("/fhir/Binary/_history", searches.history, methods=["GET"]),
+        Route("/fhir/Binary/{id}", reads.read, methods=["GET"]),
         Route("/fhir/metadata", discovery.metadata, methods=["GET"]),
         Route(
             "/fhir/.well-known/smart-configuration", discovery.smart_configuration, methods=["GET"]
@@ -19,9 +26,6 @@ def routes() -> list[BaseRoute]:
         Route("/fhir/Binary", writes.create, methods=["POST"]),
         Route("/fhir/Binary/", searches.search, methods=["GET"]),
         Route("/fhir/Binary/", writes.create, methods=["POST"]),
-        Route("/fhir/Binary/_search", searches.search, methods=["POST"]),
-        Route("/fhir/Binary/_history", searches.history, methods=["GET"]),
-        Route("/fhir/Binary/{id}", reads.read, methods=["GET"]),
         Route("/fhir/Binary/{id}", writes.update, methods=["PUT"]),
         Route("/fhir/Binary/{id}", writes.delete, methods=["DELETE"]),
         Route("/fhir/Binary/{id}/_history", searches.history, methods=["GET"]),

@@ -12,6 +12,7 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 from sqlalchemy import RowMapping, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -30,7 +31,7 @@ from fhirbin.metadata.base import (
     VersionConflict,
 )
 from fhirbin.metadata.engine import create_engine, sqlite_file, sqlite_url, write_transaction
-from fhirbin.metadata.fastread import SqliteReader
+from fhirbin.metadata.fastread import SqliteAuditWriter, SqliteReader
 from fhirbin.metadata.schema import assertion_jti, audit_event, binary_version, client
 from fhirbin.metadata.times import from_micros, to_micros
 
@@ -98,6 +99,7 @@ class SqlMetadataStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.fast: SqliteReader | None = None
+        self.audit_writer: SqliteAuditWriter | None = None
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> SqlMetadataStore:
@@ -113,11 +115,14 @@ class SqlMetadataStore:
         database = sqlite_file(url)
         if database is not None and database.exists():
             store.fast = SqliteReader(database)
+            store.audit_writer = SqliteAuditWriter(database)
         return store
 
     async def close(self) -> None:
         if self.fast is not None:
             self.fast.close()
+        if self.audit_writer is not None:
+            self.audit_writer.close()
         await self.engine.dispose()
 
     # Binary versions.
@@ -253,6 +258,9 @@ class SqlMetadataStore:
 
     async def add_audit(self, records: Sequence[AuditRecord]) -> None:
         if not records:
+            return
+        if self.audit_writer is not None:  # SQLite: off the event loop, no driver (fastread.py)
+            await anyio.to_thread.run_sync(self.audit_writer.write, records)
             return
         # One multi-row INSERT (executemany) in one transaction: a batch is stored whole or not.
         async with write_transaction(self.engine) as connection:

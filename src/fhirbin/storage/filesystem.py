@@ -92,6 +92,8 @@ class FilesystemBlobStore:
         self.chunk_size = chunk_size
         self.write_buffer_size = write_buffer_size
         self._temp_dir = root / "tmp"
+        #: blobs this process has seen on disk (a deletion removes its key)
+        self._known: dict[str, Path] = {}
 
     def _blob_path(self, key: str) -> Path:
         return self.root / key[:2] / key[2:4] / key
@@ -171,8 +173,16 @@ class FilesystemBlobStore:
     def path(self, key: str) -> Path | None:
         if not _is_key(key):
             return None
+        path = self._known.get(key)
+        if path is not None:  # blobs are immutable: once seen, no need to stat on every read
+            return path
         path = self._blob_path(key)
-        return path if path.is_file() else None
+        if not path.is_file():
+            return None
+        if len(self._known) > 100_000:
+            self._known.clear()
+        self._known[key] = path
+        return path
 
     async def exists(self, key: str) -> bool:
         return await anyio.to_thread.run_sync(self.path, key) is not None
@@ -181,6 +191,7 @@ class FilesystemBlobStore:
         if not _is_key(key):
             return
         # Empty fan-out folders are kept: removing them would race with a concurrent put.
+        self._known.pop(key, None)
         await anyio.to_thread.run_sync(self._blob_path(key).unlink, True)
 
     async def sweep_temp(self, older_than_seconds: float) -> int:
