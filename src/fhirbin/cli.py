@@ -9,6 +9,7 @@ settings from the environment the parent prepared.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -118,7 +119,22 @@ def asgi_app() -> Any:
 
     settings = load_settings(os.environ)
     configure_logging(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_gc()
+    return app
+
+
+def tune_gc() -> None:
+    """Keep the garbage collector off the request path's tail latency.
+
+    Everything imported so far (modules, the app) lives as long as the process: ``gc.freeze``
+    moves it out of the collector's sight, and a higher first-generation threshold makes the
+    young collections that a burst of requests triggers rarer. Measured on the 1 KiB read under
+    64 connections: the p99 came from full collections walking the whole heap (bench/).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _migrate(settings: Settings) -> None:
