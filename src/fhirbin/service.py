@@ -106,15 +106,7 @@ class BinaryService:
         """Store new content under a server-assigned id (R4 http.html#create) as version 1."""
         blob = await self._store(content_type, chunks)
         while True:
-            version = BinaryVersion(
-                id=new_id(),
-                version=1,
-                last_updated=self.clock(),
-                content_type=content_type,
-                security_context=security_context,
-                size=blob.size,
-                sha256=blob.key,
-            )
+            version = self._version(new_id(), 1, content_type, security_context, blob)
             try:
                 await self.catalogue.add_version(version, audit(version) if audit else None)
             except VersionConflict:  # a random UUID collided: draw another
@@ -142,15 +134,8 @@ class BinaryService:
         self._check(binary_id, current, precondition)
         blob = await self._store(content_type, chunks)
         for _ in range(_RETRIES):
-            version = BinaryVersion(
-                id=binary_id,
-                version=current.version + 1 if current else 1,
-                last_updated=self.clock(),
-                content_type=content_type,
-                security_context=security_context,
-                size=blob.size,
-                sha256=blob.key,
-            )
+            number = current.version + 1 if current else 1
+            version = self._version(binary_id, number, content_type, security_context, blob)
             try:
                 await self.catalogue.add_version(version, audit(version) if audit else None)
             except VersionConflict:
@@ -194,6 +179,24 @@ class BinaryService:
             # someone updated meanwhile: delete their version
             return await self.delete(binary_id, audit=audit)
         return marker
+
+    def _version(
+        self,
+        binary_id: str,
+        number: int,
+        content_type: str,
+        security_context: str | None,
+        blob: BlobInfo,
+    ) -> BinaryVersion:
+        return BinaryVersion(
+            id=binary_id,
+            version=number,
+            last_updated=self.clock(),
+            content_type=content_type,
+            security_context=security_context,
+            size=blob.size,
+            sha256=blob.key,
+        )
 
     @staticmethod
     def _check(
