@@ -31,9 +31,6 @@ from fhirbin.metadata.base import BinaryVersion
 from fhirbin.security.serving import native_headers
 from fhirbin.service import BinaryService
 
-#: Native reads up to this size are sent from memory; larger ones go through pathsend.
-SMALL = 64 * 1024
-
 
 async def read(request: Request) -> Response:
     """GET/HEAD [base]/Binary/[id] — R4 binary.html#rest, http.html#read, D1/D2."""
@@ -93,10 +90,12 @@ def _native(request: Request, service: BinaryService, version: BinaryVersion) ->
         headers["Content-Type"] = version.content_type  # verbatim, parameters and case kept
         headers["Content-Length"] = str(version.size)
         path = service.content_path(version)
-        if path is not None and version.size <= SMALL and request.method == "GET":
-            # A small file costs less read here from the page cache than handed to the server
-            # (pathsend opens it on a blocking thread): one read, one body message.
-            return StreamedResponse(status_code=200, headers=headers, content=path.read_bytes())
+        if path is not None and request.method == "GET" and version.sha256 is not None:
+            # Small contents come from memory (immutable, keyed by hash: never stale); larger
+            # ones go out through pathsend.
+            small = runtime(request).small_contents.get(version.sha256, path, version.size)
+            if small is not None:
+                return StreamedResponse(status_code=200, headers=headers, content=small)
         return StreamedResponse(
             status_code=200, headers=headers, body=service.content(version), path=path
         )
