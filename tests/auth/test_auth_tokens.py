@@ -306,3 +306,16 @@ def test_cache_evicts_the_oldest_entry(monkeypatch: pytest.MonkeyPatch) -> None:
     verifier.verify(second, AUD, now=NOW)
     with pytest.raises(AssertionError, match="checked again"):
         verifier.verify(first, AUD, now=NOW)
+
+
+def test_knows_only_tokens_it_verified() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    issuer = TokenIssuer(key, issuer="https://fhir.example/fhir")
+    verifier = TokenVerifier({issuer.kid: key.public_key()}, issuer="https://fhir.example/fhir")
+    token = issuer.issue(
+        audience="https://fhir.example/fhir", client_id="c", scope="system/Binary.r", ttl=60
+    )
+    assert not verifier.knows(token)
+    verifier.verify(token, "https://fhir.example/fhir")
+    assert verifier.knows(token)
+    assert not verifier.knows(token + "x")

@@ -136,6 +136,13 @@ class TokenVerifier:
         """The ``iss`` this verifier accepts (fhirbin's own)."""
         return self._issuer
 
+    def knows(self, token: str) -> bool:
+        """Whether ``token`` was verified before and is still cached (``verify`` re-checks its
+        times and audience); lets callers skip decoding a hot token to route it."""
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        with self._lock:
+            return digest in self._cache
+
     def verify(self, token: str, audience: str, now: int | None = None) -> AccessClaims:
         """The token's claims, or Unauthorized (error="invalid_token", RFC 6750 §3.1)."""
         if len(token) > MAX_TOKEN_LENGTH:
