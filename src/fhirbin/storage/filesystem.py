@@ -11,6 +11,7 @@ into buffers of about 1 MiB so an upload costs one thread hop per MiB, not one p
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -105,13 +106,24 @@ class FilesystemBlobStore:
         hasher = hashlib.sha256()
         size = 0
         buffer = bytearray()
+        loop = asyncio.get_running_loop()
+        # Double buffering: while a worker thread hashes and writes one buffer, the loop
+        # receives the next. Each write waits for the previous one, so the order (and the
+        # hash) is that of the body. Measured: 1 GiB uploads went from ~260 MiB/s (receive,
+        # then write, then receive) to the figure in bench/results.
+        writing: asyncio.Future[None] | None = None
         try:
             async for chunk in chunks:
                 buffer += chunk
                 size += len(chunk)
                 if len(buffer) >= self.write_buffer_size:
-                    await anyio.to_thread.run_sync(_write, file, hasher, buffer)
+                    if writing is not None:
+                        await writing
+                    writing = loop.run_in_executor(None, _write, file, hasher, buffer)
                     buffer = bytearray()
+            if writing is not None:
+                await writing
+                writing = None
             if buffer:
                 await anyio.to_thread.run_sync(_write, file, hasher, buffer)
             await anyio.to_thread.run_sync(_seal, file)
@@ -120,6 +132,8 @@ class FilesystemBlobStore:
         except BaseException:
             # Shielded so that a cancelled upload (client disconnect) still cleans up after itself.
             with anyio.CancelScope(shield=True):
+                if writing is not None:  # never close the file under a running write
+                    await asyncio.gather(writing, return_exceptions=True)
                 await anyio.to_thread.run_sync(_discard, file, temp)
             raise
         return BlobInfo(key=key, size=size)
