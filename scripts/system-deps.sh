@@ -2,14 +2,14 @@
 # Installs the Debian packages the tests need, only those missing. Safe to run repeatedly;
 # prints nothing unless it installs something (and apt's output only if that fails).
 #
-#   curl            the README flow test (tests/e2e)
+#   curl, openssl   the README flow tests (tests/e2e)
 #   libmagic1       content sniffing (python-magic over libmagic, src/fhirbin/security/sniff.py)
 #   clamav-daemon   clamd, which the screening tests start themselves with a signature database
 #                   of their own (tests/clamd_support.py). The packaged clamd and freshclam
 #                   services are never left running or enabled: freshclam would try to download
 #                   signatures, and the tests need no system-wide clamd.
 set -euo pipefail
-needed=(curl libmagic1 clamav-daemon)
+needed=(curl openssl libmagic1 clamav-daemon)
 missing=()
 for pkg in "${needed[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -94,3 +94,32 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def run_readme_block(server: Server, heading: str) -> subprocess.CompletedProcess[str]:
+    """Run the first ``sh`` block under ``## heading`` of the README, verbatim, against
+    ``server``: only its ``BASE=`` line is pointed at the test server's port. It runs in the
+    server's folder (next to its ``data``) with ``.venv`` linked to this interpreter's venv, as
+    a newcomer would in a clone."""
+    section = README.read_text(encoding="utf-8").split(f"## {heading}", 1)[1]
+    script = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    assert "BASE=http://127.0.0.1:8080/fhir" in script
+    script = script.replace("BASE=http://127.0.0.1:8080/fhir", f"BASE={server.base}")
+    workdir = server.data_dir.parent
+    venv = workdir / ".venv"
+    if not venv.exists():
+        venv.symlink_to(Path(sys.prefix))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FHIRBIN_")}
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    return result

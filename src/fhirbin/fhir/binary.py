@@ -204,7 +204,9 @@ async def base64_chunks(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         yield binascii.b2a_base64(carry, newline=False)
 
 
-async def _exactly(content: AsyncIterable[bytes], meta: BinaryMeta) -> AsyncIterator[bytes]:
+async def exactly(content: AsyncIterable[bytes], meta: BinaryMeta) -> AsyncIterator[bytes]:
+    """Pass ``content`` on, raising ContentSizeMismatchError unless it is ``meta.size`` bytes
+    (the FHIR forms promised that length in Content-Length)."""
     seen = 0
     async for chunk in content:
         seen += len(chunk)
@@ -229,7 +231,7 @@ async def binary_json_stream(
     ``meta.size`` bytes long."""
     head, tail = binary_json_parts(meta, pretty, elements)
     yield head
-    async for piece in base64_chunks(_exactly(content, meta)):
+    async for piece in base64_chunks(exactly(content, meta)):
         yield piece
     if tail:
         yield tail

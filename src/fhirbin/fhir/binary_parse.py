@@ -80,7 +80,7 @@ def parse_binary_resource(body: bytes) -> ParsedBinary | None:
     content_type = check_content_type(
         _string(doc, "contentType"), "Binary.contentType", describes_request=False
     )
-    data = _decode_data(_string(doc, "data")) if "data" in doc else b""
+    data = decode_data(_string(doc, "data")) if "data" in doc else b""
     security_context = None
     if "securityContext" in doc:
         security_context = _security_context(doc["securityContext"])
@@ -120,7 +120,8 @@ def _string(obj: dict[str, Any], key: str, path: str = "Binary") -> str:
     return value
 
 
-def _decode_data(text: str) -> bytes:
+def decode_data(text: str) -> bytes:
+    """Binary.data as bytes, or BadRequest; shared by the JSON and XML parsers."""
     # A real RFC 4648 decoder, not the informative R4 regex (which forgets '/', datatypes.html).
     # Whitespace is allowed as in XML (datatypes.html#base64Binary); try without removing it.
     for candidate in (text, text.translate(_BASE64_WHITESPACE)):

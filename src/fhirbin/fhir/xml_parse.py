@@ -24,7 +24,6 @@ The XML twin of :mod:`fhirbin.fhir.binary_parse`, with the same rules and the sa
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from typing import Final
 from xml.etree.ElementTree import Element, ParseError
@@ -37,7 +36,7 @@ from defusedxml.ElementTree import (  # type: ignore[import-untyped,unused-ignor
 )
 
 from fhirbin.errors import BadRequest
-from fhirbin.fhir.binary_parse import ParsedBinary
+from fhirbin.fhir.binary_parse import ParsedBinary, decode_data
 from fhirbin.fhir.negotiate import check_content_type
 from fhirbin.fhir.references import check_reference
 
@@ -58,7 +57,6 @@ _BINARY_ORDER: Final = (
 _REFERENCE_ORDER: Final = ("reference", "type", "identifier", "display")
 # Binary is a Resource, not a DomainResource (R4 binary.html#resource, narrative.html#root).
 _DOMAIN_RESOURCE: Final = frozenset({"text", "contained", "extension", "modifierExtension"})
-_BASE64_WHITESPACE: Final = str.maketrans("", "", " \t\r\n")
 _NAME_LIMIT: Final = 100
 
 
@@ -116,7 +114,7 @@ def _binary(root: Element) -> ParsedBinary:
     )
     data = b""
     if "data" in elements:
-        data = _decode_data(_value(elements["data"], "Binary.data"))
+        data = decode_data(_value(elements["data"], "Binary.data"))
     security_context = None
     if "securityContext" in elements:
         security_context = _security_context(elements["securityContext"])
@@ -216,21 +214,6 @@ def _value(element: Element, path: str) -> str:
     if not value.strip():
         raise BadRequest(f"{path} must have a non-empty value.", expression=path)
     return value
-
-
-def _decode_data(text: str) -> bytes:
-    # As binary_parse: a real RFC 4648 decoder, not the informative R4 regex; whitespace is
-    # allowed (datatypes.html#base64Binary; an XML reader turns literal line breaks in an
-    # attribute into spaces anyway, XML 1.0 §3.3.3).
-    for candidate in (text, text.translate(_BASE64_WHITESPACE)):
-        try:
-            return base64.b64decode(candidate, validate=True)
-        except ValueError:  # binascii.Error, or a non-ASCII str
-            continue
-    raise BadRequest(
-        "Binary.data is not valid base64 (RFC 4648 §4: A-Z a-z 0-9 + / with = padding).",
-        expression="Binary.data",
-    )
 
 
 def _security_context(element: Element) -> str:

@@ -41,9 +41,9 @@ from typing import Any, Final
 
 from fhirbin.fhir.binary import (
     BinaryMeta,
-    ContentSizeMismatchError,
     base64_chunks,
     base64_length,
+    exactly,
     instant,
 )
 
@@ -515,20 +515,6 @@ def binary_xml_length(meta: BinaryMeta, pretty: bool = False, *, declaration: bo
     return len(head) + base64_length(meta.size) + len(tail)
 
 
-async def _exactly(content: AsyncIterable[bytes], meta: BinaryMeta) -> AsyncIterator[bytes]:
-    seen = 0
-    async for chunk in content:
-        seen += len(chunk)
-        if seen > meta.size:
-            break
-        yield chunk
-    if seen != meta.size:
-        raise ContentSizeMismatchError(
-            f"Binary/{meta.id} version {meta.version}: content has "
-            f"{'more than ' if seen > meta.size else ''}{seen} bytes, metadata says {meta.size}"
-        )
-
-
 async def binary_xml_stream(
     meta: BinaryMeta,
     content: AsyncIterable[bytes],
@@ -541,7 +527,7 @@ async def binary_xml_stream(
     ``meta.size`` bytes long. Pass ``declaration=False`` for a Bundle entry."""
     head, tail = binary_xml_parts(meta, pretty, declaration=declaration)
     yield head
-    async for piece in base64_chunks(_exactly(content, meta)):
+    async for piece in base64_chunks(exactly(content, meta)):
         yield piece
     if tail:
         yield tail
