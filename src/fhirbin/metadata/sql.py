@@ -31,7 +31,7 @@ from fhirbin.metadata.base import (
     VersionConflict,
 )
 from fhirbin.metadata.engine import create_engine, sqlite_file, sqlite_url, write_transaction
-from fhirbin.metadata.fastread import SqliteAuditWriter, SqliteReader
+from fhirbin.metadata.fastread import ChangeSignal, SqliteAuditWriter, SqliteReader
 from fhirbin.metadata.schema import assertion_jti, audit_event, binary_version, client
 from fhirbin.metadata.times import from_micros, to_micros
 
@@ -99,6 +99,7 @@ class SqlMetadataStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.fast: SqliteReader | None = None
+        self.changes: ChangeSignal | None = None
         self.audit_writer: SqliteAuditWriter | None = None
 
     @classmethod
@@ -114,7 +115,9 @@ class SqlMetadataStore:
         store = cls(engine)
         database = sqlite_file(url)
         if database is not None and database.exists():
-            store.fast = SqliteReader(database)
+            store.changes = ChangeSignal(database)
+            store.changes.changed()  # a process that died after a commit may not have (fastread)
+            store.fast = SqliteReader(database, store.changes)
             store.audit_writer = SqliteAuditWriter(database)
         return store
 
@@ -123,6 +126,8 @@ class SqlMetadataStore:
             self.fast.close()
         if self.audit_writer is not None:
             self.audit_writer.close()
+        if self.changes is not None:
+            self.changes.close()
         await self.engine.dispose()
 
     # Binary versions.
@@ -152,6 +157,11 @@ class SqlMetadataStore:
             if await self._has_version(version.id, version.version):
                 raise VersionConflict(f"{version.id} version {version.version} exists") from error
             raise
+        finally:
+            # After the commit (or the rollback, harmlessly): every process's remembered
+            # current versions are forgotten before this write is answered (fastread.py).
+            if self.changes is not None:
+                self.changes.changed()
 
     async def _has_version(self, binary_id: str, version: int) -> bool:
         return await self.get_version(binary_id, version) is not None
