@@ -57,7 +57,7 @@ from fhirbin.errors import BadRequest, Forbidden, NotFound
 from fhirbin.fhir.audit import audit_event, classify, outcome_for, parse_audit_search
 from fhirbin.fhir.bundle import JsonEntry, bundle_stream
 from fhirbin.fhir.dates import datetime_to_us
-from fhirbin.fhir.ids import check_id
+from fhirbin.fhir.ids import TimeOrderedIds, check_id
 from fhirbin.fhir.negotiate import Representation, fhir_format
 from fhirbin.fhir.paging import decode_cursor, encode_cursor, page_links, query_string
 from fhirbin.fhir.prefer import prefer_handling
@@ -133,6 +133,8 @@ class AuditLog:
         self.batch = batch
         self.max_pending = max_pending
         self.dropped = 0
+        #: ids for request ids and records: time-ordered, cheap (fhir/ids.py)
+        self.ids = TimeOrderedIds()
         self._pending: list[AuditRecord] = []
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -237,14 +239,14 @@ def _audited(path: str) -> bool:
     return path not in _DISCOVERY and not path.startswith(_WELL_KNOWN)
 
 
-def _request_id(scope: Scope) -> str:
+def _request_id(scope: Scope, ids: TimeOrderedIds) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             text: str = value.decode("latin-1")
             if _REQUEST_ID_RE.fullmatch(text):
                 return text
             break
-    return str(uuid.uuid4())
+    return ids.next()
 
 
 def _peer(scope: Scope) -> str | None:
@@ -282,7 +284,8 @@ class AuditMiddleware:
             await self.app(scope, receive, send)
             return
         started = datetime.now(UTC)
-        request_id = _request_id(scope)
+        audit = self.log()
+        request_id = _request_id(scope, audit.ids)
         scope[REQUEST_ID_KEY] = request_id
         id_header = (b"x-request-id", request_id.encode("latin-1"))
         sent = _Sent()
@@ -306,13 +309,14 @@ class AuditMiddleware:
             failure = exc
             raise
         finally:
-            record = _request_record(scope, started, request_id, sent, failure)
+            record = _request_record(scope, audit.ids.next(), started, request_id, sent, failure)
             if record is not None:
-                self.log().record(record)
+                audit.record(record)
 
 
 def _request_record(
     scope: Scope,
+    record_id: str,
     started: datetime,
     request_id: str,
     sent: _Sent,
@@ -348,7 +352,7 @@ def _request_record(
     used = note.get("query")
     version = note.get("version", interaction.version)
     return AuditRecord(
-        id=str(uuid.uuid4()),
+        id=record_id,
         recorded=started,
         action=interaction.action,
         subtype=interaction.subtype,
