@@ -17,6 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from fhirbin.api.audit import AuditMiddleware, audit_log, start_audit, stop_audit
 from fhirbin.api.errors import error_response, exception_handlers
+from fhirbin.api.hotread import HotRead
 from fhirbin.api.limits import LimitsMiddleware
 from fhirbin.api.middleware import AuthMiddleware, ClientStatusCache
 from fhirbin.api.routes import routes
@@ -146,6 +147,15 @@ def _cors(settings: Settings) -> list[Middleware]:
     ]
 
 
+def _hot_read(runtime: Runtime) -> list[Middleware]:
+    """The one-step lane for plain reads (api/hotread.py); without it when rate limiting is on,
+    since LimitsMiddleware must count every request."""
+    settings = runtime.settings
+    if settings.rate_limit > 0:
+        return []
+    return [Middleware(HotRead, runtime=runtime, max_header_size=settings.max_header_size)]
+
+
 def create_app(settings: Settings) -> Starlette:
     runtime = Runtime(settings=settings, base_url=settings.public_base_url)
 
@@ -164,6 +174,7 @@ def create_app(settings: Settings) -> Starlette:
         *_cors(settings),
         # Outside AuthMiddleware, so the requests it refuses are audited too.
         Middleware(AuditMiddleware, log=lambda: audit_log(runtime)),
+        *_hot_read(runtime),
         Middleware(
             AuthMiddleware,
             authenticator=lambda: runtime.authenticator,

@@ -49,11 +49,17 @@ class ClientStatusCache:
         self._seen: dict[str, tuple[bool, float]] = {}
         self._pending: dict[str, asyncio.Future[bool]] = {}
 
-    async def is_active(self, client_id: str) -> bool:
-        now = time.monotonic()
+    def fresh(self, client_id: str) -> bool | None:
+        """What is known of the client, if it was looked up less than ``ttl`` s ago."""
         hit = self._seen.get(client_id)
-        if hit is not None and now - hit[1] < self._ttl:
+        if hit is not None and time.monotonic() - hit[1] < self._ttl:
             return hit[0]
+        return None
+
+    async def is_active(self, client_id: str) -> bool:
+        known = self.fresh(client_id)
+        if known is not None:
+            return known
         pending = self._pending.get(client_id)
         if pending is not None:
             return await asyncio.shield(pending)

@@ -77,18 +77,30 @@ def serve(request: Request, version: BinaryVersion, fmt: Representation) -> Resp
     return _native(request, service, version)
 
 
-def _native(request: Request, service: BinaryService, version: BinaryVersion) -> Response:
+def native_headers_of(version: BinaryVersion) -> dict[str, str]:
+    """What every native answer for ``version`` carries (security/serving.py, D1)."""
     headers = validator_headers(version)
     headers.update(native_headers(version.id, version.content_type))
     headers["Accept-Ranges"] = "bytes"
+    return headers
+
+
+def whole_content_headers(version: BinaryVersion) -> dict[str, str]:
+    """The headers of a 200 with the whole content."""
+    headers = native_headers_of(version)
+    headers["Content-Type"] = version.content_type  # verbatim, parameters and case kept
+    headers["Content-Length"] = str(version.size)
+    return headers
+
+
+def _native(request: Request, service: BinaryService, version: BinaryVersion) -> Response:
     ranges = None
     if request.method == "GET" and if_range_ok(
         request.headers.get("if-range"), version.version, version.last_updated
     ):
         ranges = parse_range(request.headers.get("range"), version.size)
     if ranges is None:
-        headers["Content-Type"] = version.content_type  # verbatim, parameters and case kept
-        headers["Content-Length"] = str(version.size)
+        headers = whole_content_headers(version)
         path = service.content_path(version)
         if path is not None and request.method == "GET" and version.sha256 is not None:
             # Small contents come from memory (immutable, keyed by hash: never stale); larger
@@ -99,6 +111,7 @@ def _native(request: Request, service: BinaryService, version: BinaryVersion) ->
         return StreamedResponse(
             status_code=200, headers=headers, body=service.content(version), path=path
         )
+    headers = native_headers_of(version)
     if len(ranges) == 1:
         start, end = ranges[0]
         headers["Content-Type"] = version.content_type

@@ -40,9 +40,7 @@ class StreamedResponse(Response):
         self.body_iter = body
         self.path = path
         self.content = content
-        self.raw_headers = [
-            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
-        ]
+        self.raw_headers = encode_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send(
@@ -63,6 +61,11 @@ class StreamedResponse(Response):
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def encode_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    """ASGI's header list: lowercase names, latin-1 bytes."""
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
 async def _close(body: AsyncIterable[bytes] | None) -> None:

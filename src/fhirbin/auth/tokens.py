@@ -143,6 +143,22 @@ class TokenVerifier:
         with self._lock:
             return digest in self._cache
 
+    def cached(self, token: str, audience: str) -> AccessClaims | None:
+        """The claims of ``token`` if it was verified before and is still good for
+        ``audience``, else None (``verify`` then decides, and says why). Never decodes a token
+        and never raises: the hot read path's check (api/hotread.py)."""
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is None or audience not in hit.audiences:
+            return None
+        try:
+            self._check_times(hit.claims, int(time.time()))
+        except Unauthorized:
+            return None
+        claims = hit.claims
+        return claims if claims.audience == audience else replace(claims, audience=audience)
+
     def verify(self, token: str, audience: str, now: int | None = None) -> AccessClaims:
         """The token's claims, or Unauthorized (error="invalid_token", RFC 6750 §3.1)."""
         if len(token) > MAX_TOKEN_LENGTH:
