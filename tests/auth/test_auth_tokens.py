@@ -319,3 +319,24 @@ def test_knows_only_tokens_it_verified() -> None:
     verifier.verify(token, "https://fhir.example/fhir")
     assert verifier.knows(token)
     assert not verifier.knows(token + "x")
+
+
+# --- the hot path's check: cached ----------------------------------------------------------------
+
+
+def test_cached_knows_only_tokens_verified_before_and_still_good() -> None:
+    verifier = _verifier()
+    token = _issuer().issue(audience=AUD, client_id="c1", scope="system/Binary.rs", ttl=60)
+    assert verifier.cached(token, AUD) is None  # never verified: never decoded here either
+    claims = verifier.verify(token, AUD)
+    assert verifier.cached(token, AUD) == claims
+    assert verifier.cached(token, "https://other.example/fhir") is None
+    assert verifier.cached(token + "x", AUD) is None
+
+
+def test_cached_refuses_an_expired_token_without_raising() -> None:
+    verifier = _verifier()
+    token = _token()  # valid from NOW to NOW + TTL, long ago in real time
+    verifier.verify(token, AUD, now=NOW + 1)
+    assert verifier.knows(token)
+    assert verifier.cached(token, AUD) is None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+import uuid
+
 import pytest
 
 from fhirbin.errors import BadRequest
 from fhirbin.fhir.ids import (
     ID_RE,
+    TimeOrderedIds,
     check_id,
     check_writable_id,
     is_valid_id,
@@ -107,3 +111,19 @@ def test_version_number_reads_only_canonical_decimal_versions(
     value: str, number: int | None
 ) -> None:
     assert version_number(value) == number
+
+
+def test_time_ordered_ids_are_uuidv7_fhir_ids_unique_and_ordered() -> None:
+    ids = TimeOrderedIds()
+    first = [ids.next() for _ in range(20_000)]
+    time.sleep(0.002)
+    later = ids.next()
+    other = TimeOrderedIds().next()
+    assert len({*first, later, other}) == len(first) + 2
+    for value in (first[0], first[-1], later, other):
+        parsed = uuid.UUID(value)
+        assert str(parsed) == value  # lowercase, canonical
+        assert parsed.version == 7
+        assert parsed.variant == uuid.RFC_4122
+        assert is_valid_id(value)
+    assert later > max(first)  # a later millisecond sorts after
