@@ -96,28 +96,40 @@ async def test_a_failed_write_changes_nothing_remembered(url: str) -> None:
         await store.close()
 
 
-async def test_a_write_by_another_process_is_seen_at_once(url: str, tmp_path: Path) -> None:
+async def test_a_write_by_another_process_is_seen_at_once(url: str) -> None:
+    # The other process opens its store (which signals a change) before this one remembers
+    # anything, then writes when told to: only the signal after its commit can reveal it.
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from fhirbin.metadata.sql import SqlMetadataStore
+        from tests.metadata.support import version
+
+        async def main():
+            store = await SqlMetadataStore.open({url!r})
+            await store.add_version(version("b", 1))
+            print("1", flush=True)
+            sys.stdin.readline()
+            await store.add_version(version("b", 2))
+            print("2", flush=True)
+            await store.close()
+
+        asyncio.run(main())
+        """
+    )
     store = await SqlMetadataStore.open(url)
     try:
-        assert await store.current("b") is None
-        script = textwrap.dedent(
-            f"""
-            import asyncio
-            from fhirbin.metadata.sql import SqlMetadataStore
-            from tests.metadata.support import version
-
-            async def main():
-                store = await SqlMetadataStore.open({url!r})
-                for n in range(1, 4):
-                    await store.add_version(version("b", n))
-                await store.close()
-
-            asyncio.run(main())
-            """
-        )
         with anyio.fail_after(60):
-            await anyio.run_process([sys.executable, "-c", script], cwd=Path.cwd())
-        assert await store.current("b") == version("b", 3)
+            async with await anyio.open_process(
+                [sys.executable, "-c", script], cwd=Path.cwd()
+            ) as other:
+                assert other.stdout is not None
+                assert other.stdin is not None
+                assert await other.stdout.receive() == b"1\n"
+                assert await store.current("b") == version("b", 1)  # now remembered
+                await other.stdin.send(b"go\n")
+                assert await other.stdout.receive() == b"2\n"
+                assert await store.current("b") == version("b", 2)
     finally:
         await store.close()
 
