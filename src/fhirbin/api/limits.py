@@ -11,11 +11,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
 
-import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhirbin.api.middleware import CLAIMS_KEY
@@ -76,8 +76,11 @@ class LimitsMiddleware:
             nonlocal body_done
             if body_done:  # after the body only a disconnect can come: no deadline
                 return await receive()
+            # asyncio.timeout, not anyio.fail_after: a body arrives in thousands of messages
+            # and anyio's cancel scope per message cut a 1 GiB upload's receive rate from
+            # ~1.6 to ~1.1 GiB/s (measured on granian); the server runs on asyncio anyway.
             try:
-                with anyio.fail_after(self.body_timeout):
+                async with asyncio.timeout(self.body_timeout):
                     message = await receive()
             except TimeoutError:
                 raise RequestTimeout(
