@@ -69,11 +69,15 @@ def statements_run(store: SqlMetadataStore) -> Iterator[list[tuple[str, Any]]]:
         if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK")):
             seen.append((statement, parameters))
 
-    event.listen(store.engine.sync_engine, "before_cursor_execute", record)
+    # Reads go through the synchronous read engine on SQLite, else through the async one.
+    engines = [store.engine.sync_engine] + ([store.reads] if store.reads is not None else [])
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
-        event.remove(store.engine.sync_engine, "before_cursor_execute", record)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
 
 
 @pytest.mark.parametrize(

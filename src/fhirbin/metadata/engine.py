@@ -12,8 +12,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy
 from sqlalchemy import URL, event, make_url
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 # Execution option marking a connection whose transaction will write. On SQLite it makes BEGIN
@@ -57,6 +58,16 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     engine = create_async_engine(parsed, **kwargs)
     event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
     event.listen(engine.sync_engine, "begin", _begin_sqlite_transaction)
+    return engine
+
+
+def create_read_engine(database: Path) -> Engine:
+    """A synchronous engine for catalogue reads of one SQLite file (SqlMetadataStore._read):
+    the same connection set-up as the async engine, connections pooled and reused."""
+    url = URL.create("sqlite", database=str(database.resolve()))
+    engine = sqlalchemy.create_engine(url, connect_args={"check_same_thread": False})
+    event.listen(engine, "connect", _configure_sqlite_connection)
+    event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine
 
 

@@ -8,14 +8,15 @@ and come back timezone-aware. Every query is portable SQL; database-specific set
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from sqlalchemy import RowMapping, delete, insert, select, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fhirbin.metadata import migrate as migrations
 from fhirbin.metadata import queries
@@ -30,13 +31,21 @@ from fhirbin.metadata.base import (
     HistoryQuery,
     VersionConflict,
 )
-from fhirbin.metadata.engine import create_engine, sqlite_file, sqlite_url, write_transaction
+from fhirbin.metadata.engine import (
+    create_engine,
+    create_read_engine,
+    sqlite_file,
+    sqlite_url,
+    write_transaction,
+)
 from fhirbin.metadata.fastread import ChangeSignal, SqliteAuditWriter, SqliteReader
 from fhirbin.metadata.schema import assertion_jti, audit_event, binary_version, client
 from fhirbin.metadata.times import from_micros, to_micros
 
 __all__ = ["SqlMetadataStore", "from_micros", "sqlite_url", "to_micros"]
 
+
+T = TypeVar("T")
 
 # Ids per query (current_many, search, count): far below the bound-parameter limits of SQLite
 # (32766) and asyncpg (32767), so any number of ids works, in one query for every realistic page.
@@ -99,6 +108,8 @@ class SqlMetadataStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.fast: SqliteReader | None = None
+        #: SQLite: a synchronous engine for catalogue reads (``_read``)
+        self.reads: Engine | None = None
         self.changes: ChangeSignal | None = None
         self.audit_writer: SqliteAuditWriter | None = None
 
@@ -119,6 +130,7 @@ class SqlMetadataStore:
             store.changes.changed()  # a process that died after a commit may not have (fastread)
             store.fast = SqliteReader(database, store.changes)
             store.audit_writer = SqliteAuditWriter(database)
+            store.reads = create_read_engine(database)
         return store
 
     async def close(self) -> None:
@@ -128,6 +140,8 @@ class SqlMetadataStore:
             self.audit_writer.close()
         if self.changes is not None:
             self.changes.close()
+        if self.reads is not None:
+            self.reads.dispose()
         await self.engine.dispose()
 
     # Binary versions.
@@ -166,47 +180,62 @@ class SqlMetadataStore:
     async def _has_version(self, binary_id: str, version: int) -> bool:
         return await self.get_version(binary_id, version) is not None
 
-    async def _one(self, statement: queries.Statement) -> BinaryVersion | None:
-        async with self.engine.connect() as connection:
-            row = (await connection.execute(statement)).mappings().first()
-        return None if row is None else _version_from_row(row)
+    async def _read(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` (catalogue reads, one transaction: one snapshot) on a connection.
+
+        SQLite: synchronously, on the caller's thread (the event loop), through a pooled
+        plain ``sqlite3`` connection. These reads are index range reads of at most a page
+        (``_count`` + 1 rows, 1,001 at most) or index-only counts, taking 0.05-0.5 ms
+        (fastread.py), while aiosqlite's thread hand-offs for every execute and fetch made an
+        ``_id`` search cost milliseconds under load (bench: ~400 searches/s on 2 cores).
+        Other databases: the same function through the async engine (``run_sync``).
+        """
+        if self.reads is not None:
+            with self.reads.connect() as connection, connection.begin():
+                return work(connection)
+        async with self.engine.connect() as pooled:
+            return await pooled.run_sync(work)
 
     @staticmethod
-    async def _all(
-        connection: AsyncConnection, statement: queries.Statement
-    ) -> list[BinaryVersion]:
-        result = await connection.execute(statement)
-        return [_version_from_row(row) for row in result.mappings()]
+    def _all(connection: Connection, statement: queries.Statement) -> list[BinaryVersion]:
+        return [_version_from_row(row) for row in connection.execute(statement).mappings()]
 
     async def current(self, binary_id: str) -> BinaryVersion | None:
         if self.fast is not None:  # SQLite: the hot path skips the async driver (fastread.py)
             return self.fast.newest(binary_id)
-        return await self._one(queries.newest(binary_id))
+        found = await self._read(lambda c: self._all(c, queries.newest(binary_id)))
+        return found[0] if found else None
 
     async def get_version(self, binary_id: str, version: int) -> BinaryVersion | None:
-        return await self._one(queries.get_version(binary_id, version))
+        found = await self._read(lambda c: self._all(c, queries.get_version(binary_id, version)))
+        return found[0] if found else None
 
     async def current_many(self, binary_ids: Sequence[str]) -> list[BinaryVersion]:
-        found: list[BinaryVersion] = []
-        async with self.engine.connect() as connection:
+        def work(connection: Connection) -> list[BinaryVersion]:
+            found: list[BinaryVersion] = []
             for chunk in _id_chunks(binary_ids):
-                found.extend(await self._all(connection, queries.live_current(chunk)))
-        return _by_id(found)
+                found.extend(self._all(connection, queries.live_current(chunk)))
+            return _by_id(found)
+
+        return await self._read(work)
 
     async def current_all(self) -> list[BinaryVersion]:
-        async with self.engine.connect() as connection:
-            return _by_id(await self._all(connection, queries.live_current(None)))
+        return await self._read(lambda c: _by_id(self._all(c, queries.live_current(None))))
 
     async def search(self, query: CatalogueQuery) -> list[BinaryVersion]:
         chunks = (queries.search(query, chunk) for chunk in _id_chunks(query.ids))
         statements = [statement for statement in chunks if statement is not None]
         if not statements:
             return []
-        found: list[BinaryVersion] = []
-        # One connection (one transaction), so that on SQLite every chunk reads one snapshot.
-        async with self.engine.connect() as connection:
+
+        def work(connection: Connection) -> list[BinaryVersion]:
+            # One transaction, so that on SQLite every chunk reads one snapshot.
+            found: list[BinaryVersion] = []
             for statement in statements:
-                found.extend(await self._all(connection, statement))
+                found.extend(self._all(connection, statement))
+            return found
+
+        found = await self._read(work)
         if len(statements) > 1:
             # Each chunk gave its first ``limit`` rows in order; the page is the first ``limit``
             # of them all.
@@ -223,25 +252,22 @@ class SqlMetadataStore:
         statements = [statement for statement in chunks if statement is not None]
         if not statements:
             return 0
-        total = 0
-        async with self.engine.connect() as connection:
-            for statement in statements:
-                total += int((await connection.execute(statement)).scalar_one())
-        return total
+        return await self._read(
+            lambda c: sum(int(c.execute(statement).scalar_one()) for statement in statements)
+        )
 
     async def history(self, query: HistoryQuery) -> list[BinaryVersion]:
         statement = queries.history(query)
         if statement is None:
             return []
-        async with self.engine.connect() as connection:
-            found = await self._all(connection, statement)
+        found = await self._read(lambda c: self._all(c, statement))
         if query.before is not None:
             found.reverse()
         return found
 
     async def count_history(self, query: HistoryQuery) -> int:
-        async with self.engine.connect() as connection:
-            return int((await connection.execute(queries.count_history(query))).scalar_one())
+        statement = queries.count_history(query)
+        return await self._read(lambda c: int(c.execute(statement).scalar_one()))
 
     # Clients.
 
