@@ -266,7 +266,19 @@ class BinaryService:
     def content(
         self, version: BinaryVersion, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
+        small = self.small_content(version)
+        if small is not None:  # from memory: no file, no worker thread
+            return _once(small[start:end])
         return self.blobs.open(_key(version), start, end)
+
+    def small_content(self, version: BinaryVersion) -> bytes | None:
+        """The whole content of a small Binary from memory, or None (storage/smallcache.py)."""
+        if version.sha256 is None:
+            return None
+        try:
+            return self.blobs.small_content(version.sha256, version.size)
+        except OSError:
+            return None  # streaming it reports the problem
 
     def content_path(self, version: BinaryVersion) -> Path | None:
         return self.blobs.path(_key(version))
@@ -277,6 +289,11 @@ def _lost_race(binary_id: str) -> PreconditionFailed:
         f"Another request changed Binary/{binary_id} at the same time; read it and try again.",
         expression="http.If-Match",
     )
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    if data:
+        yield data
 
 
 def _key(version: BinaryVersion) -> str:

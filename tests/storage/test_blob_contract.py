@@ -17,6 +17,7 @@ import pytest
 from fhirbin.storage.base import BlobNotFound, BlobStore
 from fhirbin.storage.filesystem import FilesystemBlobStore
 from fhirbin.storage.memory import MemoryBlobStore
+from fhirbin.storage.smallcache import SMALL
 
 pytestmark = pytest.mark.anyio
 
@@ -178,6 +179,17 @@ async def test_delete_removes_the_blob_and_is_idempotent(store: BlobStore) -> No
     with pytest.raises(BlobNotFound):
         await read(store, info.key)
     await store.delete(info.key)
+
+
+async def test_small_content_comes_whole_and_only_for_small_blobs(store: BlobStore) -> None:
+    small = await store.put(chunks([b"small content"]))
+    assert store.small_content(small.key, small.size) == b"small content"
+    assert store.small_content(small.key, small.size) == b"small content"  # now from memory
+    large = await store.put(chunks([os.urandom(SMALL + 1)]))
+    assert store.small_content(large.key, large.size) is None
+    assert store.small_content("0" * 64, 10) is None  # unknown
+    await store.delete(small.key)
+    assert store.small_content(small.key, small.size) is None  # forgotten with the blob
 
 
 async def test_blob_can_be_stored_again_after_delete(store: BlobStore) -> None:

@@ -21,7 +21,6 @@ from fhirbin.api.hotread import HotRead
 from fhirbin.api.limits import LimitsMiddleware
 from fhirbin.api.middleware import AuthMiddleware, ClientStatusCache
 from fhirbin.api.routes import routes
-from fhirbin.api.smallcache import SmallContentCache
 from fhirbin.auth.tokens import TokenIssuer, TokenVerifier, load_or_create_signing_key
 from fhirbin.config import Settings
 from fhirbin.identity.authenticator import Authenticator, build_authenticator
@@ -45,7 +44,6 @@ class Runtime:
     _clients: ClientStatusCache | None = None
     _authenticator: Authenticator | None = None
     extras: dict[str, object] = field(default_factory=dict)
-    small_contents: SmallContentCache = field(default_factory=SmallContentCache)
 
     @property
     def service(self) -> BinaryService:

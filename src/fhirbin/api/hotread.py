@@ -13,7 +13,7 @@ common case, using the same parts as the general path:
 * the request is a plain GET: no query string, no conditional or Range header, a single
   Authorization and Accept, and the Accept negotiates the native form (D1/D2);
 * the current version exists, is not deleted, and its content is in memory (small contents,
-  ``SmallContentCache``) or a local file (``pathsend``).
+  storage/smallcache.py) or a local file (``pathsend``).
 
 Anything else, including every error, falls through untouched to the general path, which
 then decides from scratch; nothing has been sent by then. Rate limiting counts every request
@@ -82,10 +82,7 @@ class HotRead:
         path = service.content_path(version)
         if path is None:
             return False
-        try:
-            content = runtime.small_contents.get(version.sha256, path, version.size)
-        except OSError:
-            return False  # the general path reports it
+        content = service.small_content(version)
         if content is None and "http.response.pathsend" not in scope.get("extensions", {}):
             return False
         scope[CLAIMS_KEY] = claims

@@ -102,10 +102,10 @@ def _native(request: Request, service: BinaryService, version: BinaryVersion) ->
     if ranges is None:
         headers = whole_content_headers(version)
         path = service.content_path(version)
-        if path is not None and request.method == "GET" and version.sha256 is not None:
+        if request.method == "GET":
             # Small contents come from memory (immutable, keyed by hash: never stale); larger
             # ones go out through pathsend.
-            small = runtime(request).small_contents.get(version.sha256, path, version.size)
+            small = service.small_content(version)
             if small is not None:
                 return StreamedResponse(status_code=200, headers=headers, content=small)
         return StreamedResponse(

@@ -44,6 +44,12 @@ class BlobStore(Protocol):
         """A local file holding the blob, for zero-copy sending; None if the store has none."""
         ...
 
+    def small_content(self, key: str, size: int) -> bytes | None:
+        """The whole content of a small blob (``size`` bytes, as catalogued) from memory, read
+        once on the caller's thread; None when it is too large to keep in memory or the store
+        cannot say. May raise OSError (then ``open`` reports the problem)."""
+        ...
+
     async def exists(self, key: str) -> bool: ...
 
     async def delete(self, key: str) -> None:

@@ -26,6 +26,7 @@ import anyio.to_thread
 
 from fhirbin.storage.base import BlobInfo, BlobNotFound
 from fhirbin.storage.sink import UploadSink
+from fhirbin.storage.smallcache import SmallContentCache
 
 MIB = 1 << 20
 _KEY = re.compile(r"[0-9a-f]{64}")
@@ -115,6 +116,7 @@ class FilesystemBlobStore:
         self._temp_dir = root / "tmp"
         #: blobs this process has seen on disk (a deletion removes its key)
         self._known: dict[str, Path] = {}
+        self._small = SmallContentCache()
 
     def _blob_path(self, key: str) -> Path:
         return self.root / key[:2] / key[2:4] / key
@@ -213,6 +215,12 @@ class FilesystemBlobStore:
             # Closing is one cheap syscall; doing it inline also works while being cancelled.
             file.close()
 
+    def small_content(self, key: str, size: int) -> bytes | None:
+        if size > self._small.max_item:
+            return None
+        path = self.path(key)
+        return None if path is None else self._small.get(key, path, size)
+
     def path(self, key: str) -> Path | None:
         if not _is_key(key):
             return None
@@ -235,6 +243,7 @@ class FilesystemBlobStore:
             return
         # Empty fan-out folders are kept: removing them would race with a concurrent put.
         self._known.pop(key, None)
+        self._small.forget(key)
         await anyio.to_thread.run_sync(self._blob_path(key).unlink, True)
 
     async def sweep_temp(self, older_than_seconds: float) -> int:

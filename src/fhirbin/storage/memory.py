@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio.lowlevel
 
 from fhirbin.storage.base import BlobInfo, BlobNotFound
+from fhirbin.storage.smallcache import SMALL
 
 MIB = 1 << 20
 
@@ -53,6 +54,10 @@ class MemoryBlobStore:
             # A checkpoint per piece, like a real store's I/O, so cancellation behaves the same.
             await anyio.lowlevel.checkpoint()
             yield bytes(view[offset : min(offset + self.chunk_size, stop)])
+
+    def small_content(self, key: str, size: int) -> bytes | None:
+        data = self._blobs.get(key)
+        return data if data is not None and len(data) == size <= SMALL else None
 
     def path(self, key: str) -> Path | None:
         return None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fhirbin.api.smallcache import SmallContentCache
+from fhirbin.storage.smallcache import SmallContentCache
 
 
 def blob(tmp_path: Path, name: str, data: bytes) -> Path:

@@ -1,9 +1,11 @@
-"""Small native contents kept in memory, by SHA-256.
+"""Small native contents kept in memory, by SHA-256 (FilesystemBlobStore.small_content).
 
 Content is immutable and addressed by its hash, so a cached copy can never go stale, on this
 node or any other. Reads of small Binaries (thumbnails, HL7 attachments, small PDFs) then cost
-no file open and no read: measured on the 1 KiB read, the open and read released and re-took the
-GIL twice per request under load. Bounded by total bytes; least recently used goes first.
+no file open and no read: measured on the 1 KiB read, the open and read released and re-took
+the GIL twice per request under load; the FHIR JSON form of a small Binary, streamed from the
+file through worker threads, cost three thread hand-offs per request. Bounded by total bytes;
+least recently used goes first.
 """
 
 from __future__ import annotations
@@ -11,13 +13,21 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
+#: Contents up to this size are kept in memory (thumbnails, HL7 attachments, small PDFs).
+SMALL = 64 * 1024
+
 
 class SmallContentCache:
-    def __init__(self, max_item: int = 64 * 1024, max_total: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, max_item: int = SMALL, max_total: int = 64 * 1024 * 1024) -> None:
         self.max_item = max_item
         self.max_total = max_total
         self._items: OrderedDict[str, bytes] = OrderedDict()
         self._total = 0
+
+    def forget(self, key: str) -> None:
+        data = self._items.pop(key, None)
+        if data is not None:
+            self._total -= len(data)
 
     def get(self, key: str, path: Path, size: int) -> bytes | None:
         """The content of ``key`` (at ``path``), or None when it is too large to keep."""
