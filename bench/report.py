@@ -79,7 +79,8 @@ def markdown(results: dict[str, Any], chart_name: str | None = None) -> str:
         f"({c['fhirbin_processes']} processes), nginx {c['nginx_workers']} workers; "
         f"wrk {c['wrk_threads']} threads, {c['wrk_connections']} connections, "
         f"{c['duration_s']:g} s per run after {c['warmup_s']:g} s of warm-up; large "
-        f"transfers: median of {runs} runs, one request at a time. Other processes used "
+        f"transfers: median of {runs} runs, one request at a time (downloads after one "
+        f"unmeasured warm-up download each). Other processes used "
         f"{during.get('other_cpu_percent', 'n/a')}% of the CPUs during the run (load average "
         f"{load['loadavg'][0]} before it)."
         + (f" Label: {results['label']}." if results.get("label") else ""),
