@@ -34,6 +34,8 @@ from typing import Final
 ALIGN: Final = 4096
 STAGING: Final = 4 << 20  # bytes per direct write
 _O_DIRECT: Final = getattr(os, "O_DIRECT", 0)
+#: What a filesystem that takes the flag but not the write answers.
+_REFUSED: Final = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
 
 
 class UploadSink:
@@ -133,7 +135,7 @@ class UploadSink:
             try:
                 done = os.write(self.fd, whole[:length])
             except OSError as exc:
-                if exc.errno != errno.EINVAL:
+                if exc.errno not in _REFUSED:
                     raise
                 # The filesystem took the flag but refuses the write, and nothing was
                 # written: continue through the page cache from the same offset.
