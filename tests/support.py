@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
+import httpx
 from starlette.applications import Starlette
 
-from fhirbin.api.app import Runtime
+from fhirbin.api.app import Runtime, create_app
 from fhirbin.auth.clients import hash_secret, new_client_id, new_client_secret
+from fhirbin.config import Settings
 from fhirbin.metadata.base import Client
 
 BASE = "http://testserver/fhir"
@@ -32,3 +36,13 @@ async def register(app: Starlette, scope: str = ALL_SCOPES) -> tuple[str, str]:
         )
     )
     return client_id, secret
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+    """A started application and an in-process client for it; stopped afterwards."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield application, http

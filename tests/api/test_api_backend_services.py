@@ -12,7 +12,6 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ import pytest
 from click.testing import CliRunner
 from starlette.applications import Starlette
 
-from fhirbin.api.app import create_app
 from fhirbin.auth.assertions import ASSERTION_TYPE
 from fhirbin.auth.clients import new_client_id
 from fhirbin.cli import cli
@@ -48,7 +46,7 @@ from tests.identity.support import (
     sign,
     unsigned,
 )
-from tests.support import ALL_SCOPES, BASE, register, runtime_of
+from tests.support import ALL_SCOPES, BASE, register, runtime_of, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -214,15 +212,6 @@ async def test_a_jti_is_single_use_even_in_a_new_assertion(
     # jtis are per client: another client may use the same value.
     other = await register_keys(app, keys=jwks(jwk(RSA_KEY, "k1")))
     assert (await ask(client, assertion(other, jti="fixed"))).status_code == 200
-
-
-@asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield application, http
 
 
 async def test_replay_is_refused_after_a_restart_and_on_another_node(settings: Settings) -> None:

@@ -21,11 +21,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhirbin.api import reads
-from fhirbin.api.app import create_app
 from fhirbin.api.audit import audit_log
 from fhirbin.config import Settings, load_settings
 from fhirbin.metadata.base import AuditQuery
-from tests.support import ALL_SCOPES, BASE, register, runtime_of
+from tests.support import ALL_SCOPES, BASE, register, runtime_of, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -50,26 +49,29 @@ def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)
 
 
+async def general(request: Request) -> Response:
+    """Stands in for the general read handler: only says it was called."""
+    return Response(status_code=GENERAL)
+
+
 @pytest.fixture
-async def marked_app(
+async def marked_pair(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Starlette]:
-    """An application whose general read handler only says it was called."""
-
-    async def general(request: Request) -> Response:
-        return Response(status_code=GENERAL)
-
+) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
     monkeypatch.setattr(reads, "read", general)
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
+    async with serving(settings) as pair:
+        yield pair
 
 
 @pytest.fixture
-async def marked(marked_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=marked_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
+def marked_app(marked_pair: tuple[Starlette, httpx.AsyncClient]) -> Starlette:
+    """An application whose general read handler only says it was called."""
+    return marked_pair[0]
+
+
+@pytest.fixture
+def marked(marked_pair: tuple[Starlette, httpx.AsyncClient]) -> httpx.AsyncClient:
+    return marked_pair[1]
 
 
 async def token(app: Starlette, client: httpx.AsyncClient, scope: str = ALL_SCOPES) -> str:
@@ -186,42 +188,23 @@ async def test_unknown_deleted_and_revoked_take_the_general_path(
 async def test_a_revoked_client_leaves_the_lane_once_its_status_is_stale(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def general(request: Request) -> Response:
-        return Response(status_code=GENERAL)
-
     monkeypatch.setattr(reads, "read", general)
-    app = create_app(make_settings(tmp_path, revocation_check_interval=0.2))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            auth = {"Authorization": f"Bearer {await token(app, c)}"}
-            binary_id = await create(c, auth, b"x", "text/plain")
-            await warm(c, auth, binary_id)
-            assert (await c.get(f"/fhir/Binary/{binary_id}", headers=auth)).status_code == 200
-            runtime = runtime_of(app)
-            claims = runtime.verifier.cached(auth["Authorization"][7:], BASE)
-            assert claims is not None
-            await runtime.catalogue.revoke_client(claims.client_id, datetime.now(UTC))
-            await anyio.sleep(0.3)
-            answer = await c.get(f"/fhir/Binary/{binary_id}", headers=auth)
-            assert answer.status_code == 401
+    async with serving(make_settings(tmp_path, revocation_check_interval=0.2)) as (app, c):
+        auth = {"Authorization": f"Bearer {await token(app, c)}"}
+        binary_id = await create(c, auth, b"x", "text/plain")
+        await warm(c, auth, binary_id)
+        assert (await c.get(f"/fhir/Binary/{binary_id}", headers=auth)).status_code == 200
+        runtime = runtime_of(app)
+        claims = runtime.verifier.cached(auth["Authorization"][7:], BASE)
+        assert claims is not None
+        await runtime.catalogue.revoke_client(claims.client_id, datetime.now(UTC))
+        await anyio.sleep(0.3)
+        answer = await c.get(f"/fhir/Binary/{binary_id}", headers=auth)
+        assert answer.status_code == 401
 
 
 # --- the lane's answers are the general path's ----------------------------------------------
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
+# (tests/api/conftest.py's ``app`` and ``client``, built from this module's ``settings``)
 
 
 @pytest.mark.parametrize(
@@ -297,14 +280,10 @@ async def test_a_new_version_is_served_at_once(app: Starlette, client: httpx.Asy
 async def test_with_rate_limiting_on_every_read_is_counted_by_the_limits(
     tmp_path: Path,
 ) -> None:
-    app = create_app(make_settings(tmp_path, rate_limit=1, rate_burst=3))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            auth = {"Authorization": f"Bearer {await token(app, c)}"}
-            binary_id = await create(c, auth, b"x", "text/plain")
-            statuses = [
-                (await c.get(f"/fhir/Binary/{binary_id}", headers=auth)).status_code
-                for _ in range(4)
-            ]
+    async with serving(make_settings(tmp_path, rate_limit=1, rate_burst=3)) as (app, c):
+        auth = {"Authorization": f"Bearer {await token(app, c)}"}
+        binary_id = await create(c, auth, b"x", "text/plain")
+        statuses = [
+            (await c.get(f"/fhir/Binary/{binary_id}", headers=auth)).status_code for _ in range(4)
+        ]
     assert 429 in statuses
