@@ -79,11 +79,11 @@ class HotRead:
         version = await service.catalogue.current(binary_id)
         if version is None or version.deleted or version.sha256 is None:
             return False
-        path = service.content_path(version)
-        if path is None:
-            return False
         content = service.small_content(version)
-        if content is None and "http.response.pathsend" not in scope.get("extensions", {}):
+        path = None if content is not None else service.content_path(version)
+        if content is None and (
+            path is None or "http.response.pathsend" not in scope.get("extensions", {})
+        ):
             return False
         scope[CLAIMS_KEY] = claims
         scope[AUDIT_KEY] = {"version": version.version}

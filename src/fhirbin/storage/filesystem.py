@@ -104,7 +104,7 @@ class FilesystemBlobStore:
         *,
         chunk_size: int = MIB,
         write_buffer_size: int = MIB,
-        direct_from: int | None = None,
+        direct_from: int = DIRECT_FROM,
     ) -> None:
         if chunk_size <= 0 or write_buffer_size <= 0:
             raise ValueError("chunk_size and write_buffer_size must be positive")
@@ -112,7 +112,7 @@ class FilesystemBlobStore:
         self.chunk_size = chunk_size
         self.write_buffer_size = write_buffer_size
         #: bytes of an upload past this offset are written with O_DIRECT (storage/sink.py)
-        self.direct_from = DIRECT_FROM if direct_from is None else direct_from
+        self.direct_from = direct_from
         self._temp_dir = root / "tmp"
         #: blobs this process has seen on disk (a deletion removes its key)
         self._known: dict[str, Path] = {}

@@ -50,10 +50,6 @@ class UploadSink:
         self._may_go_direct = bool(_O_DIRECT)
         self.direct_used = False  # whether any byte went out with O_DIRECT (for tests, logs)
 
-    @property
-    def direct(self) -> bool:
-        return self._staging is not None
-
     def write(self, chunks: list[bytes]) -> None:
         self.hash(chunks)
         self.store(chunks)
