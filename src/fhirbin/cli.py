@@ -27,7 +27,7 @@ from rich.table import Table
 from fhirbin import __version__
 from fhirbin.auth.clients import hash_secret, new_client_id, new_client_secret
 from fhirbin.auth.jwks import JwksError, parse_jwks_text, validate_jwks_url
-from fhirbin.auth.scopes import validate_registration_scope
+from fhirbin.auth.scopes import idle_scopes, validate_registration_scope
 from fhirbin.config import SETTINGS, Settings, SettingsError, load_settings, settings_markdown
 from fhirbin.metadata.base import Client, MetadataStore
 
@@ -88,6 +88,9 @@ def configure_logging(level: str) -> None:
 @click.version_option(__version__, prog_name="fhirbin")
 def cli() -> None:
     """fhirbin: a FHIR R4 Binary service."""
+    # Health data: whatever fhirbin creates (database, journal, blobs, keys, temp files) is the
+    # service user's alone (docs/operations.md, "Data folder").
+    os.umask(0o077)
 
 
 @cli.command()
@@ -129,7 +132,8 @@ def asgi_app() -> Any:
 
     settings = load_settings(os.environ)
     configure_logging(settings.log_level)
-    app = create_app(settings)
+    # ``serve`` migrated once before starting the workers: no worker repeats it (or logs it).
+    app = create_app(settings, migrate=False)
     tune_gc()
     return app
 
@@ -166,6 +170,11 @@ async def _prepare(settings: Settings) -> int:
 
     runtime = await open_runtime(settings)
     try:
+        failing = await runtime.check()
+        if failing:
+            raise click.ClickException(
+                "cannot start: " + "; ".join(f"{name}: {why}" for name, why in failing.items())
+            )
         return len(await runtime.blobs.leftovers(START_SWEEP_AGE, remove=True))
     finally:
         await runtime.close()
@@ -235,6 +244,11 @@ def client_create(
         scope = validate_registration_scope(scope)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--scope") from exc
+    for item in idle_scopes(scope):
+        click.echo(
+            f"warning: {item} grants nothing on this server (it serves Binary and AuditEvent)",
+            err=True,
+        )
     jwks = _registered_jwks(jwks_file, jwks_url)
     settings = _settings(data_dir=data_dir)
     client_id = new_client_id()
@@ -529,4 +543,12 @@ def config_docs(write: bool) -> None:
 
 
 def main() -> None:
-    cli()
+    from fhirbin.faults import DependencyUnavailable, OutOfSpace
+
+    try:
+        cli()
+    except (DependencyUnavailable, OutOfSpace) as fault:
+        # A command that cannot reach the database or the content store says which and why
+        # (the detail names the setting, never a password), not a traceback.
+        click.echo(f"Error: {fault}", err=True)
+        sys.exit(1)

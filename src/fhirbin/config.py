@@ -81,8 +81,9 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         "",
         "Public FHIR base URL (e.g. https://fhir.example.org/fhir). Used in Location headers, "
-        "Bundle links and as the access-token audience. Empty: derived from each request's "
-        "Host header, which is only right when clients reach the server directly.",
+        "Bundle links and as the access-token audience. Empty: http://HOST:PORT/fhir from "
+        "FHIRBIN_HOST and FHIRBIN_PORT (127.0.0.1 for a wildcard address), never from a "
+        "request's Host header; set it whenever clients reach the server through a proxy.",
     ),
     Setting(
         "access_token_ttl",

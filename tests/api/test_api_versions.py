@@ -270,3 +270,28 @@ async def test_prefer_on_update(client: httpx.AsyncClient, auth: dict[str, str])
     oo = await put(client, auth, binary_id, b"4", Prefer="return=OperationOutcome")
     assert oo.json()["resourceType"] == "OperationOutcome"
     assert oo.json()["issue"][0]["severity"] == "information"
+
+
+async def test_racing_unconditional_updates_all_land_with_distinct_versions(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """Without If-Match a write never answers 412: a writer that loses the race for a version
+    number takes the next one (docs/api.md, "Concurrent updates")."""
+    binary_id = await post(client, auth)
+    bodies = [f"writer {n}".encode() for n in range(24)]
+    answers = await asyncio.gather(*(put(client, auth, binary_id, body) for body in bodies))
+    assert [a.status_code for a in answers] == [200] * len(bodies)
+    versions = sorted(int(a.headers["etag"].strip('W/"')) for a in answers)
+    assert versions == list(range(2, 2 + len(bodies)))
+    history = await client.get(f"/fhir/Binary/{binary_id}/_history", headers=auth)
+    assert history.json()["total"] == len(bodies) + 1
+
+
+async def test_racing_conditional_updates_have_exactly_one_winner(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    binary_id = await post(client, auth)
+    answers = await asyncio.gather(
+        *(put(client, auth, binary_id, f"{n}".encode(), **{"If-Match": 'W/"1"'}) for n in range(8))
+    )
+    assert sorted(a.status_code for a in answers) == [200] + [412] * 7

@@ -109,15 +109,17 @@ def _hot_read(settings: Settings, slot: RuntimeSlot) -> list[Middleware]:
     return [Middleware(HotRead, runtime=slot.get, max_header_size=settings.max_header_size)]
 
 
-def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
-    """The application; its lifespan opens a runtime from ``settings`` unless one is given
-    (then the caller closes it)."""
+def create_app(
+    settings: Settings, runtime: Runtime | None = None, *, migrate: bool = True
+) -> Starlette:
+    """The application; its lifespan opens a runtime from ``settings`` (upgrading the schema
+    unless ``migrate`` is False) unless one is given (then the caller closes it)."""
     slot = RuntimeSlot(runtime)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         opened = runtime is None
-        current = await open_runtime(settings) if runtime is None else runtime
+        current = await open_runtime(settings, migrate=migrate) if runtime is None else runtime
         slot.set(current)
         app.state.runtime = current
         start_audit(current)

@@ -182,6 +182,22 @@ def validate_registration_scope(scope: str) -> str:
     return " ".join(_unique(str(g) for g in grants))
 
 
+#: The resource types this server serves: scopes for any other type grant nothing here.
+SERVED_TYPES = frozenset({"Binary", "AuditEvent", "*"})
+
+
+def idle_scopes(scope: str) -> list[str]:
+    """The items of a (valid) registration scope that grant nothing on this server: another
+    resource type, such as ``patient/Observation.rs``. Kept (a client may share its registration
+    with other servers) but worth a warning to the administrator."""
+    idle: list[str] = []
+    for item in _split(scope):
+        parsed = parse_scope(item)
+        if parsed is not None and parsed.resource not in SERVED_TYPES:
+            idle.append(item)
+    return idle
+
+
 def needed_scope(action: str, resource: str = "Binary") -> str:
     """The narrowest system scope allowing ``action``: for ``WWW-Authenticate`` (RFC 6750 §3)."""
     _check_action(action)
