@@ -5,7 +5,8 @@
 folder, listening on a free loopback port and on a Unix socket in that folder. As root the server
 runs as the ``postgres`` OS user (PostgreSQL refuses to run as root). Durability is switched off
 (``fsync=off``): a test cluster never survives a crash, and every commit would otherwise wait for
-the disk.
+the disk. Text compares by ICU's en-US collation by default, where "a" sorts before "B" (unlike
+code point order): the catalogue's ordered id columns must not depend on that (schema.py).
 
 The superuser reaches the server only through the Unix socket (trust); TCP connections need a
 password (scram-sha-256). Tests connect as ``fhirbin``, a role that is NOT a superuser but owns
@@ -97,7 +98,8 @@ class PostgresCluster:
                 shutil.chown(root, _SUPERUSER, _SUPERUSER)
             cluster._run(
                 "initdb", "-D", str(cluster.data), "-U", _SUPERUSER, "--no-sync",
-                "--encoding=UTF8", "--auth-local=trust", "--auth-host=scram-sha-256",
+                "--encoding=UTF8", "--locale=C.UTF-8", "--locale-provider=icu",
+                "--icu-locale=en-US", "--auth-local=trust", "--auth-host=scram-sha-256",
             )  # fmt: skip
             settings = _SETTINGS.format(port=cluster.port, socket_dir=root)
             with (cluster.data / "postgresql.conf").open("a", encoding="utf-8") as conf:
@@ -116,11 +118,13 @@ class PostgresCluster:
         return command
 
     def _run(self, program: str, *args: str) -> str:
-        done = subprocess.run(  # noqa: S603 - fixed programs, arguments built here
+        done = subprocess.run(
             self._command(program, *args), capture_output=True, text=True, check=False
         )
         if done.returncode != 0:
-            raise RuntimeError(f"{program} failed ({done.returncode}): {done.stderr or done.stdout}")
+            raise RuntimeError(
+                f"{program} failed ({done.returncode}): {done.stderr or done.stdout}"
+            )
         return done.stdout
 
     def resume(self) -> None:
