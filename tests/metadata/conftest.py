@@ -13,7 +13,7 @@ from tests.metadata.support import DATABASES, Database
 
 @pytest.fixture(params=sorted(DATABASES))
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
-    return Database(request.param, DATABASES[request.param](tmp_path))
+    return Database(request.param, DATABASES[request.param](request, tmp_path))
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """What the metadata tests share: the databases the contract runs against, and sample rows.
 
-Only SQLite (a real file) is wired up today. A PostgreSQL entry in ``DATABASES`` needs nothing
-but a function returning the URL of a fresh, empty database.
+``DATABASES`` maps each kind to a function returning the URL of a fresh, empty database: a
+SQLite file in the test's folder, or a database of the session's private PostgreSQL cluster
+(``tests/pg_support.py``, the ``postgres`` fixture of ``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from fhirbin.metadata.base import (
     BinaryVersion,
@@ -20,6 +23,7 @@ from fhirbin.metadata.base import (
     UpdatedRange,
 )
 from fhirbin.metadata.sql import SqlMetadataStore, sqlite_url, to_micros
+from tests.pg_support import PostgresCluster
 
 WHEN = datetime(2025, 3, 14, 15, 9, 26, 535897, tzinfo=UTC)
 SHA = "ab" * 32
@@ -36,9 +40,16 @@ class Database:
         return await SqlMetadataStore.open(self.url, migrate=migrate)
 
 
-DATABASES: dict[str, Callable[[Path], str]] = {
+def _postgres(request: pytest.FixtureRequest, _tmp_path: Path) -> str:
+    # Asked for only when a PostgreSQL test runs: SQLite-only runs start no cluster.
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.new_database()
+
+
+DATABASES: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
     # In a folder that does not exist yet: opening the store creates it.
-    "sqlite": lambda tmp_path: sqlite_url(tmp_path / "catalogue" / "fhirbin.db"),
+    "sqlite": lambda _request, tmp_path: sqlite_url(tmp_path / "catalogue" / "fhirbin.db"),
+    "postgresql": _postgres,
 }
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fhirbin.metadata.base import CatalogueQuery, ClientExists, MetadataStore, VersionConflict
 from fhirbin.metadata.sql import SqlMetadataStore, from_micros, to_micros
+from fhirbin.metadata.sqlite import SqliteMetadataStore
 from tests.metadata.support import WHEN, Database, a_client, marker, version
 
 pytestmark = pytest.mark.anyio
@@ -242,7 +243,7 @@ async def test_data_survives_closing_and_reopening_the_database(database: Databa
         await reopened.close()
 
 
-async def test_sqlite_connections_use_wal_normal_sync_foreign_keys_and_a_busy_timeout(
+async def test_sqlite_write_connections_use_wal_full_sync_foreign_keys_and_a_busy_timeout(
     store: SqlMetadataStore, database: Database
 ) -> None:
     if database.kind != "sqlite":
@@ -252,7 +253,11 @@ async def test_sqlite_connections_use_wal_normal_sync_foreign_keys_and_a_busy_ti
             (await connection.exec_driver_sql(f"PRAGMA {name}")).scalar()
             for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
         ]
-    assert settings == ["wal", 1, 1, 5000]
+    # synchronous=FULL (2): a commit that returned survives power loss (docs/development.md).
+    assert settings == ["wal", 2, 1, 5000]
+    assert isinstance(store, SqliteMetadataStore)
+    writer = store.audit_writer._connection.execute("PRAGMA synchronous").fetchone()
+    assert writer == (2,)
 
 
 async def test_an_in_memory_sqlite_store_is_migrated_on_open() -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import event
 from fhirbin.metadata import fastread
 from fhirbin.metadata.base import CatalogueQuery, HistoryQuery, Keyset, UpdatedRange
 from fhirbin.metadata.sql import SqlMetadataStore
+from fhirbin.metadata.sqlite import SqliteMetadataStore
 from tests.metadata.support import WHEN, Database, version
 
 pytestmark = pytest.mark.anyio
@@ -70,7 +71,9 @@ def statements_run(store: SqlMetadataStore) -> Iterator[list[tuple[str, Any]]]:
             seen.append((statement, parameters))
 
     # Reads go through the synchronous read engine on SQLite, else through the async one.
-    engines = [store.engine.sync_engine] + ([store.reads] if store.reads is not None else [])
+    engines = [store.engine.sync_engine]
+    if isinstance(store, SqliteMetadataStore):
+        engines.append(store.reads)
     for engine in engines:
         event.listen(engine, "before_cursor_execute", record)
     try:
@@ -122,7 +125,7 @@ async def test_current_on_sqlite_is_one_primary_key_probe_off_the_async_driver(
         assert len(seen) == 1
         return
     assert seen == []
-    assert store.fast is not None
+    assert isinstance(store, SqliteMetadataStore)
     plan_rows = store.fast._connection.execute(f"EXPLAIN QUERY PLAN {fastread._NEWEST}", ("i3",))
     plan = " | ".join(str(row[-1]) for row in plan_rows)
     assert f"INDEX {PRIMARY_KEY} " in f"{plan} ", plan

@@ -8,7 +8,7 @@ the other gets ``VersionConflict``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -158,12 +158,35 @@ class HistoryQuery:
     limit: int = 100
 
 
+@dataclass(frozen=True)
+class SigningKeyRecord:
+    """A token signing key shared by every node: its key id and private key (PEM, PKCS#8)."""
+
+    kid: str
+    private_pem: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ContentRef:
+    """One stored content as the catalogue refers to it: by hash, with the ids whose versions
+    (any version, deletion markers aside) name it, sorted."""
+
+    sha256: str
+    size: int
+    binary_ids: tuple[str, ...]
+
+
 class VersionConflict(Exception):
     """Another writer already added that version of that id."""
 
 
 class ClientExists(Exception):
     """A client with that client_id is already registered."""
+
+
+class KeyExists(Exception):
+    """A signing key with that kid is already stored."""
 
 
 class MetadataStore(Protocol):
@@ -228,5 +251,45 @@ class MetadataStore(Protocol):
         ...
 
     async def search_audit(self, query: AuditQuery) -> list[AuditRecord]: ...
+
+    # Token signing keys, shared by every node.
+
+    async def add_signing_key(self, record: SigningKeyRecord) -> None:
+        """Store a key; raises KeyExists for a duplicate kid."""
+        ...
+
+    async def signing_keys(self) -> list[SigningKeyRecord]:
+        """Every stored key, newest first (created_at, then kid, descending)."""
+        ...
+
+    async def ensure_signing_key(self, make: Callable[[], SigningKeyRecord]) -> SigningKeyRecord:
+        """The newest key; if there is none, one made by ``make`` is stored first. Nodes starting
+        together all get the same key: exactly one of their keys is ever stored."""
+        ...
+
+    # Contents, for garbage collection and verification.
+
+    async def referenced(self, keys: Collection[str]) -> set[str]:
+        """Those of ``keys`` (sha256 values) that some version row refers to."""
+        ...
+
+    async def contents(self, after: str | None, limit: int) -> list[ContentRef]:
+        """Referenced contents, by sha256 ascending, strictly after ``after``, at most ``limit``."""
+        ...
+
+    # Whole-catalogue copies (``transfer.copy_catalogue``).
+
+    async def versions_page(self, after: tuple[str, int] | None, limit: int) -> list[BinaryVersion]:
+        """Every version (deletion markers included) by (id, version), after that key."""
+        ...
+
+    async def import_versions(self, versions: Sequence[BinaryVersion]) -> int:
+        """Store versions as they are, skipping any (id, version) already stored, and keep each
+        id's highest version current; one transaction. How many were new."""
+        ...
+
+    async def import_audit(self, records: Sequence[AuditRecord]) -> int:
+        """Store audit records, skipping ids already stored; one transaction. How many were new."""
+        ...
 
     async def close(self) -> None: ...

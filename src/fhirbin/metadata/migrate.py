@@ -1,9 +1,12 @@
 """Schema migrations: bringing a catalogue database up to the schema this release needs.
 
 The Alembic environment ships inside the package (``migrations/``) and is configured here in
-code, so no alembic.ini is needed at runtime. An upgrade runs in one write transaction: on SQLite
-that is BEGIN IMMEDIATE, so two processes starting together take turns and the second finds the
-schema already at head. Upgrading an up-to-date database does nothing.
+code, so no alembic.ini is needed at runtime. An upgrade runs in one write transaction that first
+makes every other upgrader of the database wait: on SQLite BEGIN IMMEDIATE, on PostgreSQL a
+transaction-scoped advisory lock (``engine.lock_for_upgrade``). So processes starting together
+take turns and all but the first find the schema already at head; upgrading an up-to-date
+database does nothing. The lock is taken before Alembic runs: Alembic keeps its running
+environment in module globals, so two upgrades must never be inside it at once in one process.
 """
 
 from __future__ import annotations
@@ -22,7 +25,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
-from fhirbin.metadata.engine import create_engine, write_transaction
+from fhirbin.metadata.engine import (
+    create_engine,
+    database_display,
+    lock_for_upgrade,
+    write_transaction,
+)
+from fhirbin.metadata.failures import guarded
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -62,10 +71,17 @@ async def upgrade(engine: AsyncEngine) -> None:
     """Upgrade the database behind ``engine`` to head, on the caller's event loop.
 
     Used by the store on its own engine, which also makes in-memory SQLite databases work.
+    Failures to reach the database raise ``fhirbin.faults`` (failures.py).
     """
+    with guarded(database_display(engine.url), engine.url.password):
+        await _upgrade(engine)
+
+
+async def _upgrade(engine: AsyncEngine) -> None:
     for attempt in range(_LOCK_RETRIES):
         try:
             async with write_transaction(engine) as connection:
+                await lock_for_upgrade(connection)
                 await connection.run_sync(_upgrade_on)
             return
         except OperationalError as error:

@@ -254,3 +254,19 @@ def settle_current(binary_id: str, added: int) -> Update:
         )
         .values(is_current=binary_version.c.version == highest)
     )
+
+
+def settle_ids(binary_ids: Sequence[str]) -> Update:
+    """Make the highest version of each of ``binary_ids`` its only current one (bulk imports).
+
+    One correlated UPDATE over the ids' rows, for versions inserted in any number and order.
+    """
+    newer = binary_version.alias("newer")
+    highest = (
+        select(func.max(newer.c.version)).where(newer.c.id == binary_version.c.id).scalar_subquery()
+    )
+    return (
+        update(binary_version)
+        .where(binary_version.c.id.in_(binary_ids))
+        .values(is_current=binary_version.c.version == highest)
+    )

@@ -25,6 +25,19 @@ from sqlalchemy import (
     true,
 )
 
+
+# Ids that listings order by or page through (keysets) compare by code point on every database:
+# SQLite's BINARY collation does, and Python's str comparison (which merges pages) does. On
+# PostgreSQL the database's default collation may be a language's (where "a" < "B"), so these
+# columns use the "C" collation there (migration 0006).
+def _ordered_id(length: int) -> String:
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
+def _ordered_hash() -> CHAR:
+    return CHAR(64).with_variant(CHAR(64, collation="C"), "postgresql")
+
+
 # Deterministic constraint names, so later migrations can refer to them on every database.
 metadata = MetaData(
     naming_convention={
@@ -39,13 +52,13 @@ metadata = MetaData(
 binary_version = Table(
     "binary_version",
     metadata,
-    Column("id", String(64), nullable=False),
+    Column("id", _ordered_id(64), nullable=False),
     Column("version", Integer, nullable=False),
     Column("last_updated", BigInteger, nullable=False),
     Column("content_type", Text, nullable=False),
     Column("security_context", Text, nullable=True),
     Column("size", BigInteger, nullable=False),
-    Column("sha256", CHAR(64), nullable=True),  # NULL for a deletion marker
+    Column("sha256", _ordered_hash(), nullable=True),  # NULL for a deletion marker
     Column("deleted", Boolean, nullable=False, server_default=false()),
     # True on the highest version of each id only; set in the transaction that adds a version
     # (``queries.settle_current``), so reads find current rows without comparing versions.
@@ -78,7 +91,7 @@ Index(
 client = Table(
     "client",
     metadata,
-    Column("client_id", String(64), nullable=False),
+    Column("client_id", _ordered_id(64), nullable=False),
     Column("name", Text, nullable=False),
     Column("scope", Text, nullable=False),
     Column("secret_hash", Text, nullable=False),
@@ -109,7 +122,7 @@ assertion_jti = Table(
 audit_event = Table(
     "audit_event",
     metadata,
-    Column("id", String(64), nullable=False),
+    Column("id", _ordered_id(64), nullable=False),
     Column("recorded", BigInteger, nullable=False),
     Column("action", CHAR(1), nullable=False),
     Column("subtype", String(32), nullable=False),
@@ -128,4 +141,24 @@ audit_event = Table(
     PrimaryKeyConstraint("id"),
     Index("ix_audit_event_entity_recorded", "entity", "recorded"),
     Index("ix_audit_event_recorded", "recorded"),
+)
+
+# Token signing keys, shared by every node (migration 0007). Newest first by created_at.
+signing_key = Table(
+    "signing_key",
+    metadata,
+    Column("kid", _ordered_id(64), nullable=False),
+    Column("private_pem", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("kid"),
+)
+
+# One-time events, by name, that must happen once across all nodes (migration 0007): the
+# primary key lets exactly one of several racing transactions record one. "first signing key":
+# the node whose transaction records it is the one that stores the first key.
+catalogue_once = Table(
+    "catalogue_once",
+    metadata,
+    Column("name", String(64), nullable=False),
+    PrimaryKeyConstraint("name"),
 )

@@ -1,22 +1,29 @@
-"""SqlMetadataStore: the MetadataStore on SQLAlchemy Core (async), for SQLite now and PostgreSQL.
+"""SqlMetadataStore: the MetadataStore on SQLAlchemy Core (async), portable to SQLite and
+PostgreSQL.
 
-This module runs the statements of ``queries`` (and the clients' few) and maps rows to and from
-the dataclasses of ``base``: datetimes become integer microseconds since the Unix epoch (UTC)
-and come back timezone-aware. Every query is portable SQL; database-specific setup lives in
-``engine``. Each read is one statement, except for id sets larger than one query takes.
+This module runs the statements of ``queries`` (and the clients', keys' and contents' few) and
+maps rows to and from the dataclasses of ``base``: datetimes become integer microseconds since
+the Unix epoch (UTC) and come back timezone-aware. Every query is portable SQL; database-specific
+setup lives in ``engine``, SQLite's hot paths in the subclass of ``sqlite``. Each read is one
+statement, except for id sets larger than one query takes.
+
+Every connection is taken through ``_connect`` or ``_write``, which translate driver failures
+into ``fhirbin.faults`` (``failures``). On PostgreSQL every read asks the database: there is no
+per-process cache of current versions, since nothing would tell one node that another wrote
+(docs/development.md, "PostgreSQL: driver and read path").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import anyio
-from sqlalchemy import RowMapping, delete, insert, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import RowMapping, delete, func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fhirbin.metadata import migrate as migrations
 from fhirbin.metadata import queries
@@ -28,18 +35,28 @@ from fhirbin.metadata.base import (
     CatalogueQuery,
     Client,
     ClientExists,
+    ContentRef,
     HistoryQuery,
+    KeyExists,
+    SigningKeyRecord,
     VersionConflict,
 )
 from fhirbin.metadata.engine import (
     create_engine,
-    create_read_engine,
+    database_display,
     sqlite_file,
     sqlite_url,
     write_transaction,
 )
-from fhirbin.metadata.fastread import ChangeSignal, SqliteAuditWriter, SqliteReader
-from fhirbin.metadata.schema import assertion_jti, audit_event, binary_version, client
+from fhirbin.metadata.failures import guarded
+from fhirbin.metadata.schema import (
+    assertion_jti,
+    audit_event,
+    binary_version,
+    catalogue_once,
+    client,
+    signing_key,
+)
 from fhirbin.metadata.times import from_micros, to_micros
 
 __all__ = ["SqlMetadataStore", "from_micros", "sqlite_url", "to_micros"]
@@ -65,6 +82,23 @@ def _version_from_row(row: RowMapping) -> BinaryVersion:
     )
 
 
+def _version_values(version: BinaryVersion) -> dict[str, Any]:
+    return {
+        "id": version.id,
+        "version": version.version,
+        "last_updated": to_micros(version.last_updated),
+        "content_type": version.content_type,
+        "security_context": version.security_context,
+        "size": version.size,
+        "sha256": version.sha256,
+        "deleted": version.deleted,
+    }
+
+
+def _key_from_row(row: RowMapping) -> SigningKeyRecord:
+    return SigningKeyRecord(row["kid"], row["private_pem"], from_micros(row["created_at"]))
+
+
 def _client_from_row(row: RowMapping) -> Client:
     revoked_at = row["revoked_at"]
     return Client(
@@ -79,6 +113,11 @@ def _client_from_row(row: RowMapping) -> Client:
     )
 
 
+def _chunks(values: Collection[str]) -> list[list[str]]:
+    wanted = sorted(set(values))
+    return [wanted[n : n + _IDS_PER_QUERY] for n in range(0, len(wanted), _IDS_PER_QUERY)]
+
+
 def _id_chunks(ids: Collection[str] | None) -> list[Sequence[str] | None]:
     """``ids`` in query-sized chunks, sorted; [None] for "any id", [] for no ids at all."""
     if ids is None:
@@ -91,8 +130,8 @@ def _id_chunks(ids: Collection[str] | None) -> list[Sequence[str] | None]:
 
 def _search_key(version: BinaryVersion) -> tuple[datetime, str]:
     # Merges the pages of several id chunks, so it must order as the database does. Python
-    # compares str by code point, as SQLite's BINARY collation does; PostgreSQL will need the
-    # id column in the "C" collation for the same order.
+    # compares str by code point, as SQLite's BINARY collation and PostgreSQL's "C" collation of
+    # the id column do (schema.py).
     return (version.last_updated, version.id)
 
 
@@ -107,58 +146,69 @@ class SqlMetadataStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.fast: SqliteReader | None = None
-        #: SQLite: a synchronous engine for catalogue reads (``_read``)
-        self.reads: Engine | None = None
-        self.changes: ChangeSignal | None = None
-        self.audit_writer: SqliteAuditWriter | None = None
+        #: the database as messages name it (password masked)
+        self.display = database_display(engine.url)
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> SqlMetadataStore:
-        """Connect to ``url`` and, unless told otherwise, upgrade its schema to head."""
+        """Connect to ``url`` and, unless told otherwise, upgrade its schema to head.
+
+        A SQLite file gets the ``SqliteMetadataStore`` (its hot paths), any other database this
+        portable store.
+        """
+        if cls is SqlMetadataStore and sqlite_file(url) is not None:
+            # Imported here: the subclass's module imports this one.
+            from fhirbin.metadata.sqlite import SqliteMetadataStore
+
+            return await SqliteMetadataStore.open(url, migrate=migrate)
         engine = create_engine(url)
         try:
             if migrate:
                 await migrations.upgrade(engine)
+            store = cls(engine)
+            await store._started()
         except BaseException:
             await engine.dispose()
             raise
-        store = cls(engine)
-        database = sqlite_file(url)
-        if database is not None and database.exists():
-            store.changes = ChangeSignal(database)
-            store.changes.changed()  # a process that died after a commit may not have (fastread)
-            store.fast = SqliteReader(database, store.changes)
-            store.audit_writer = SqliteAuditWriter(database)
-            store.reads = create_read_engine(database)
         return store
 
+    async def _started(self) -> None:
+        """Called once by ``open`` after migrating: subclasses set up what they add here."""
+
     async def close(self) -> None:
-        if self.fast is not None:
-            self.fast.close()
-        if self.audit_writer is not None:
-            self.audit_writer.close()
-        if self.changes is not None:
-            self.changes.close()
-        if self.reads is not None:
-            self.reads.dispose()
         await self.engine.dispose()
+
+    # Connections: the only ways in, each translating driver failures (failures.py).
+
+    @contextmanager
+    def _guarded(self) -> Iterator[None]:
+        with guarded(self.display, self.engine.url.password):
+            yield
+
+    @asynccontextmanager
+    async def _connect(self) -> AsyncIterator[AsyncConnection]:
+        with self._guarded():
+            async with self.engine.connect() as connection:
+                yield connection
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction, committed when the block ends (``engine.write_transaction``)."""
+        with self._guarded():
+            async with write_transaction(self.engine) as connection:
+                yield connection
+
+    async def _read(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` (catalogue reads, one transaction: one snapshot) on a pooled connection."""
+        async with self._connect() as pooled:
+            return await pooled.run_sync(work)
 
     # Binary versions.
 
     async def add_version(self, version: BinaryVersion, audit: AuditRecord | None = None) -> None:
-        values: dict[str, Any] = {
-            "id": version.id,
-            "version": version.version,
-            "last_updated": to_micros(version.last_updated),
-            "content_type": version.content_type,
-            "security_context": version.security_context,
-            "size": version.size,
-            "sha256": version.sha256,
-            "deleted": version.deleted,
-        }
+        values = _version_values(version)
         try:
-            async with write_transaction(self.engine) as connection:
+            async with self._write() as connection:
                 # Insert first: a writer losing the race for (id, version) fails here, before
                 # touching any other row, and its transaction rolls back whole.
                 await connection.execute(insert(binary_version).values(values))
@@ -171,38 +221,15 @@ class SqlMetadataStore:
             if await self._has_version(version.id, version.version):
                 raise VersionConflict(f"{version.id} version {version.version} exists") from error
             raise
-        finally:
-            # After the commit (or the rollback, harmlessly): every process's remembered
-            # current versions are forgotten before this write is answered (fastread.py).
-            if self.changes is not None:
-                self.changes.changed()
 
     async def _has_version(self, binary_id: str, version: int) -> bool:
         return await self.get_version(binary_id, version) is not None
-
-    async def _read(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` (catalogue reads, one transaction: one snapshot) on a connection.
-
-        SQLite: synchronously, on the caller's thread (the event loop), through a pooled
-        plain ``sqlite3`` connection. These reads are index range reads of at most a page
-        (``_count`` + 1 rows, 1,001 at most) or index-only counts, taking 0.05-0.5 ms
-        (fastread.py), while aiosqlite's thread hand-offs for every execute and fetch made an
-        ``_id`` search cost milliseconds under load (bench: ~400 searches/s on 2 cores).
-        Other databases: the same function through the async engine (``run_sync``).
-        """
-        if self.reads is not None:
-            with self.reads.connect() as connection, connection.begin():
-                return work(connection)
-        async with self.engine.connect() as pooled:
-            return await pooled.run_sync(work)
 
     @staticmethod
     def _all(connection: Connection, statement: queries.Statement) -> list[BinaryVersion]:
         return [_version_from_row(row) for row in connection.execute(statement).mappings()]
 
     async def current(self, binary_id: str) -> BinaryVersion | None:
-        if self.fast is not None:  # SQLite: the hot path skips the async driver (fastread.py)
-            return self.fast.newest(binary_id)
         found = await self._read(lambda c: self._all(c, queries.newest(binary_id)))
         return found[0] if found else None
 
@@ -279,14 +306,14 @@ class SqlMetadataStore:
         purge = delete(assertion_jti).where(assertion_jti.c.expires_at < now)
         row = {"issuer": issuer, "jti": jti, "expires_at": to_micros(expires_at)}
         try:
-            async with write_transaction(self.engine) as connection:
+            async with self._write() as connection:
                 await connection.execute(purge)
                 await connection.execute(insert(assertion_jti).values(row))
         except IntegrityError:
             seen = select(assertion_jti.c.jti).where(
                 assertion_jti.c.issuer == issuer, assertion_jti.c.jti == jti
             )
-            async with self.engine.connect() as connection:
+            async with self._connect() as connection:
                 if (await connection.execute(seen)).first() is not None:
                     return False
             raise
@@ -295,18 +322,15 @@ class SqlMetadataStore:
     async def add_audit(self, records: Sequence[AuditRecord]) -> None:
         if not records:
             return
-        if self.audit_writer is not None:  # SQLite: off the event loop, no driver (fastread.py)
-            await anyio.to_thread.run_sync(self.audit_writer.write, records)
-            return
         # One multi-row INSERT (executemany) in one transaction: a batch is stored whole or not.
-        async with write_transaction(self.engine) as connection:
+        async with self._write() as connection:
             await connection.execute(insert(audit_event), [audit_values(r) for r in records])
 
     async def search_audit(self, query: AuditQuery) -> list[AuditRecord]:
         statement = search_statement(query)
         if statement is None:
             return []
-        async with self.engine.connect() as connection:
+        async with self._connect() as connection:
             result = await connection.execute(statement)
             return [audit_from_row(row) for row in result.mappings()]
 
@@ -322,7 +346,7 @@ class SqlMetadataStore:
             "jwks_url": new.jwks_url,
         }
         try:
-            async with write_transaction(self.engine) as connection:
+            async with self._write() as connection:
                 await connection.execute(insert(client).values(values))
         except IntegrityError as error:
             if await self.get_client(new.client_id) is not None:
@@ -331,13 +355,13 @@ class SqlMetadataStore:
 
     async def get_client(self, client_id: str) -> Client | None:
         query = select(client).where(client.c.client_id == client_id)
-        async with self.engine.connect() as connection:
+        async with self._connect() as connection:
             row = (await connection.execute(query)).mappings().first()
         return None if row is None else _client_from_row(row)
 
     async def list_clients(self) -> list[Client]:
         query = select(client).order_by(client.c.created_at, client.c.client_id)
-        async with self.engine.connect() as connection:
+        async with self._connect() as connection:
             result = await connection.execute(query)
             return [_client_from_row(row) for row in result.mappings()]
 
@@ -349,7 +373,145 @@ class SqlMetadataStore:
             .values(revoked_at=to_micros(when))
         )
         exists = select(client.c.client_id).where(client.c.client_id == client_id)
-        async with write_transaction(self.engine) as connection:
+        async with self._write() as connection:
             if (await connection.execute(revoke)).rowcount == 1:
                 return True
             return (await connection.execute(exists)).first() is not None
+
+    # Token signing keys.
+
+    async def add_signing_key(self, record: SigningKeyRecord) -> None:
+        try:
+            async with self._write() as connection:
+                await connection.execute(insert(signing_key).values(_key_values(record)))
+        except IntegrityError as error:
+            if any(key.kid == record.kid for key in await self.signing_keys()):
+                raise KeyExists(record.kid) from error
+            raise
+
+    async def signing_keys(self) -> list[SigningKeyRecord]:
+        newest = select(signing_key).order_by(
+            signing_key.c.created_at.desc(), signing_key.c.kid.desc()
+        )
+        async with self._connect() as connection:
+            return [_key_from_row(row) for row in (await connection.execute(newest)).mappings()]
+
+    async def ensure_signing_key(self, make: Callable[[], SigningKeyRecord]) -> SigningKeyRecord:
+        # Nodes starting together all find no key. Each tries to record the one-time event
+        # "first signing key" together with its key; the primary key of catalogue_once lets
+        # exactly one transaction commit (on PostgreSQL the others wait for it, then fail), and
+        # the losers read the winner's key. Portable: no advisory lock, no table lock.
+        keys = await self.signing_keys()
+        if keys:
+            return keys[0]
+        record = make()
+        try:
+            async with self._write() as connection:
+                await connection.execute(insert(catalogue_once).values(name=_FIRST_KEY))
+                await connection.execute(insert(signing_key).values(_key_values(record)))
+        except IntegrityError:
+            keys = await self.signing_keys()
+            if not keys:
+                raise
+            return keys[0]
+        return record
+
+    # Contents.
+
+    async def referenced(self, keys: Collection[str]) -> set[str]:
+        sha256 = binary_version.c.sha256
+        statements = [select(sha256).distinct().where(sha256.in_(chunk)) for chunk in _chunks(keys)]
+        if not statements:
+            return set()
+        return await self._read(
+            lambda c: {row[0] for statement in statements for row in c.execute(statement)}
+        )
+
+    async def contents(self, after: str | None, limit: int) -> list[ContentRef]:
+        if limit <= 0:
+            return []
+        sha256 = binary_version.c.sha256
+        # The page of hashes first (an in-order read of ix_binary_version_sha256), then the rows
+        # naming them: a limit must count contents, not rows.
+        page = select(sha256).distinct().where(sha256.is_not(None))
+        if after is not None:
+            page = page.where(sha256 > after)
+        page = page.order_by(sha256).limit(limit)
+
+        def work(connection: Connection) -> list[ContentRef]:
+            hashes = [row[0] for row in connection.execute(page)]
+            if not hashes:
+                return []
+            rows = connection.execute(
+                select(sha256, func.max(binary_version.c.size), binary_version.c.id)
+                .where(sha256.in_(hashes))
+                .group_by(sha256, binary_version.c.id)
+            )
+            sizes: dict[str, int] = {}
+            ids: dict[str, list[str]] = {h: [] for h in hashes}
+            for key, size, binary_id in rows:
+                sizes[key] = max(sizes.get(key, 0), size)
+                ids[key].append(binary_id)
+            return [ContentRef(h, sizes[h], tuple(sorted(ids[h]))) for h in hashes]
+
+        return await self._read(work)
+
+    # Whole-catalogue copies (transfer.py).
+
+    async def versions_page(self, after: tuple[str, int] | None, limit: int) -> list[BinaryVersion]:
+        if limit <= 0:
+            return []
+        statement = select(*queries.VERSION_COLUMNS)
+        if after is not None:
+            after_id, after_version = after
+            statement = statement.where(
+                (binary_version.c.id > after_id)
+                | ((binary_version.c.id == after_id) & (binary_version.c.version > after_version))
+            )
+        statement = statement.order_by(binary_version.c.id, binary_version.c.version).limit(limit)
+        return await self._read(lambda c: self._all(c, statement))
+
+    async def import_versions(self, versions: Sequence[BinaryVersion]) -> int:
+        if not versions:
+            return 0
+        table = binary_version.c
+        async with self._write() as connection:
+            present: set[tuple[str, int]] = set()
+            for chunk in _chunks({v.id for v in versions}):
+                found = await connection.execute(
+                    select(table.id, table.version).where(table.id.in_(chunk))
+                )
+                present.update((row[0], row[1]) for row in found)
+            new = [v for v in versions if (v.id, v.version) not in present]
+            if not new:
+                return 0
+            await connection.execute(insert(binary_version), [_version_values(v) for v in new])
+            for chunk in _chunks({v.id for v in new}):
+                await connection.execute(queries.settle_ids(chunk))
+        return len(new)
+
+    async def import_audit(self, records: Sequence[AuditRecord]) -> int:
+        if not records:
+            return 0
+        async with self._write() as connection:
+            present: set[str] = set()
+            for chunk in _chunks({r.id for r in records}):
+                found = await connection.execute(
+                    select(audit_event.c.id).where(audit_event.c.id.in_(chunk))
+                )
+                present.update(row[0] for row in found)
+            new = [r for r in records if r.id not in present]
+            if new:
+                await connection.execute(insert(audit_event), [audit_values(r) for r in new])
+        return len(new)
+
+
+_FIRST_KEY = "first signing key"
+
+
+def _key_values(record: SigningKeyRecord) -> dict[str, Any]:
+    return {
+        "kid": record.kid,
+        "private_pem": record.private_pem,
+        "created_at": to_micros(record.created_at),
+    }

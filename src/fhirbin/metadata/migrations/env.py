@@ -13,20 +13,17 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from fhirbin.metadata.engine import create_engine, write_transaction
+from fhirbin.metadata.engine import UPGRADE_LOCK, create_engine, write_transaction
 from fhirbin.metadata.schema import metadata
 
 config = context.config
 
-# An arbitrary constant naming fhirbin's schema-upgrade lock among PostgreSQL advisory locks.
-_UPGRADE_LOCK = 0x46484942  # "FHIB"
-
 
 def run_on(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
-        # PostgreSQL has no BEGIN IMMEDIATE: without this transaction-scoped lock, two nodes
-        # upgrading together would both try to create the same tables.
-        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_UPGRADE_LOCK})")
+        # As engine.lock_for_upgrade (already held when fhirbin.metadata.migrate runs this; the
+        # lock is re-entrant): for upgrades run from the alembic command line.
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({UPGRADE_LOCK})")
     context.configure(
         connection=connection,
         target_metadata=metadata,
