@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
 from starlette.applications import Starlette
 
-from fhirbin.api.app import Runtime, create_app
+from fhirbin.api.app import create_app
 from fhirbin.auth.clients import hash_secret, new_client_id, new_client_secret
 from fhirbin.config import Settings
 from fhirbin.metadata.base import Client
+from fhirbin.runtime import Runtime
 
 BASE = "http://testserver/fhir"
 ALL_SCOPES = "system/Binary.cruds"
@@ -21,6 +23,13 @@ ALL_SCOPES = "system/Binary.cruds"
 def runtime_of(app: Starlette) -> Runtime:
     rt: Runtime = app.state.runtime
     return rt
+
+
+def swap_runtime(app: Starlette, **parts: object) -> Runtime:
+    """Serve the started ``app`` from here on with some parts of its runtime replaced."""
+    swapped = replace(runtime_of(app), **parts)  # type: ignore[arg-type]
+    app.state.runtime = swapped
+    return swapped
 
 
 async def register(app: Starlette, scope: str = ALL_SCOPES) -> tuple[str, str]:

@@ -21,16 +21,17 @@ from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
 
-import fhirbin.api.audit as audit_module
+import fhirbin.auditlog as auditlog_module
 from fhirbin.api.app import create_app
-from fhirbin.api.audit import AuditLog, AuditMiddleware, audit_log
+from fhirbin.api.audit import AuditMiddleware, audit_log
 from fhirbin.api.middleware import CLAIMS_KEY
+from fhirbin.auditlog import AuditLog
 from fhirbin.auth.tokens import AccessClaims
 from fhirbin.config import Settings
 from fhirbin.metadata.base import AuditQuery, AuditRecord
 from fhirbin.metadata.schema import audit_event
 from fhirbin.metadata.sql import SqlMetadataStore
-from tests.support import ALL_SCOPES, BASE, register, runtime_of
+from tests.support import ALL_SCOPES, BASE, register, runtime_of, swap_runtime
 
 pytestmark = pytest.mark.anyio
 
@@ -320,8 +321,7 @@ class FakeIdentity:
 async def test_patient_context_and_404_by_policy_are_recorded(
     app: Starlette, client: httpx.AsyncClient, writer: Caller
 ) -> None:
-    rt = runtime_of(app)
-    rt._authenticator = FakeIdentity(rt.authenticator)  # type: ignore[assignment]
+    swap_runtime(app, authenticator=FakeIdentity(runtime_of(app).authenticator))
     theirs = await client.post(
         "/fhir/Binary",
         content=b"x",
@@ -493,7 +493,7 @@ async def test_reading_the_audit_needs_audit_event_scopes(
 async def test_records_are_flushed_on_shutdown(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(audit_module, "FLUSH_INTERVAL", 3600.0)  # no timed flush in this test
+    monkeypatch.setattr(auditlog_module, "FLUSH_INTERVAL", 3600.0)  # no timed flush in this test
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
@@ -511,7 +511,7 @@ async def test_records_are_flushed_on_shutdown(
         in_database = await rt.catalogue.search_audit(AuditQuery(limit=1000))
         assert rid not in {r.request_id for r in in_database}
         assert [r.subtype for r in in_database] == ["create"]  # the write's own record
-    store = await SqlMetadataStore.open(settings.database_url)
+    store = await SqlMetadataStore.open(settings.catalogue_url)
     try:
         after = await store.search_audit(AuditQuery(limit=1000))
     finally:

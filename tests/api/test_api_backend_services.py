@@ -231,7 +231,7 @@ async def test_jti_records_survive_in_the_database(settings: Settings, tmp_path:
     async with serving(settings) as (app, http):
         client_id = await register_keys(app, keys=jwks(jwk(RSA_KEY, "k1")))
         assert (await ask(http, assertion(client_id, jti="kept"))).status_code == 200
-    store = await SqlMetadataStore.open(settings.database_url)
+    store = await SqlMetadataStore.open(settings.catalogue_url)
     try:
         later = datetime.fromtimestamp(time.time() + 600, UTC)
         assert not await store.remember_jti(client_id, "kept", later)
@@ -396,7 +396,7 @@ async def clocked(
 ) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient, FakeClock]]:
     clock = FakeClock()
     monkeypatch.setattr(
-        "fhirbin.api.app.build_authenticator", functools.partial(build_authenticator, clock=clock)
+        "fhirbin.runtime.build_authenticator", functools.partial(build_authenticator, clock=clock)
     )
     async with serving(settings) as (application, http):
         yield application, http, clock

@@ -99,7 +99,7 @@ async def _harness(
 
     idp.routes[INTROSPECT_PATH] = introspect
     monkeypatch.setattr(
-        "fhirbin.api.app.build_authenticator", functools.partial(build_authenticator, clock=clock)
+        "fhirbin.runtime.build_authenticator", functools.partial(build_authenticator, clock=clock)
     )
     application = create_app(settings)
     async with application.router.lifespan_context(application):

@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 
 from fhirbin.auth.tokens import AccessClaims
 from fhirbin.config import Settings, load_settings
-from tests.support import BASE, runtime_of
+from tests.support import BASE, runtime_of, swap_runtime
 
 pytestmark = pytest.mark.anyio
 
@@ -47,9 +47,8 @@ class FakeIdentity:
 
 @pytest.fixture
 async def idp(app: Starlette) -> FakeIdentity:
-    rt = runtime_of(app)
-    fake = FakeIdentity(rt.authenticator)
-    rt._authenticator = fake  # type: ignore[assignment]
+    fake = FakeIdentity(runtime_of(app).authenticator)
+    swap_runtime(app, authenticator=fake)
     fake.add("p1-read", "patient/Binary.rs", "1")
     fake.add("p1-write", "patient/Binary.cruds", "1")
     fake.add("user-read", "user/Binary.rs", "Patient/1")

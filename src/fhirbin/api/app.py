@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import structlog
@@ -28,20 +28,6 @@ from fhirbin.faults import DependencyUnavailable
 from fhirbin.runtime import Runtime, open_runtime
 
 log = structlog.get_logger("fhirbin.app")
-
-
-class RuntimeSlot:
-    """Where the middleware find the runtime once the lifespan has opened it."""
-
-    def __init__(self, runtime: Runtime | None = None) -> None:
-        self._runtime = runtime
-
-    def get(self) -> Runtime:
-        assert self._runtime is not None, "the application has not started"
-        return self._runtime
-
-    def set(self, runtime: Runtime | None) -> None:
-        self._runtime = runtime
 
 
 async def _refresh_keys(runtime: Runtime) -> None:
@@ -101,12 +87,12 @@ def _cors(settings: Settings) -> list[Middleware]:
     ]
 
 
-def _hot_read(settings: Settings, slot: RuntimeSlot) -> list[Middleware]:
+def _hot_read(settings: Settings, current: Callable[[], Runtime]) -> list[Middleware]:
     """The one-step lane for plain reads (api/hotread.py); without it when rate limiting is on,
     since LimitsMiddleware must count every request."""
     if settings.rate_limit > 0:
         return []
-    return [Middleware(HotRead, runtime=slot.get, max_header_size=settings.max_header_size)]
+    return [Middleware(HotRead, runtime=current, max_header_size=settings.max_header_size)]
 
 
 def create_app(
@@ -114,35 +100,39 @@ def create_app(
 ) -> Starlette:
     """The application; its lifespan opens a runtime from ``settings`` (upgrading the schema
     unless ``migrate`` is False) unless one is given (then the caller closes it)."""
-    slot = RuntimeSlot(runtime)
+
+    def current() -> Runtime:
+        """The runtime in ``app.state`` (tests may swap it for one with other parts)."""
+        found: Runtime | None = getattr(app.state, "runtime", None)
+        assert found is not None, "the application has not started"
+        return found
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         opened = runtime is None
-        current = await open_runtime(settings, migrate=migrate) if runtime is None else runtime
-        slot.set(current)
-        app.state.runtime = current
-        start_audit(current)
-        refresher = asyncio.create_task(_refresh_keys(current))
+        opening = await open_runtime(settings, migrate=migrate) if runtime is None else runtime
+        app.state.runtime = opening
+        start_audit(opening)
+        refresher = asyncio.create_task(_refresh_keys(opening))
         try:
             yield
         finally:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
-            await stop_audit(current)  # flushes the buffered audit records
+            await stop_audit(opening)  # flushes the buffered audit records
             if opened:
-                await current.close()
+                await opening.close()
 
     middleware = [
         *_cors(settings),
         # Outside AuthMiddleware, so the requests it refuses are audited too.
-        Middleware(AuditMiddleware, log=lambda: audit_log(slot.get())),
-        *_hot_read(settings, slot),
+        Middleware(AuditMiddleware, log=lambda: audit_log(current())),
+        *_hot_read(settings, current),
         Middleware(
             AuthMiddleware,
-            authenticator=lambda: slot.get().authenticator,
-            clients=lambda: slot.get().clients,
+            authenticator=lambda: current().authenticator,
+            clients=lambda: current().clients,
             audience=settings.public_base_url,
             render=error_response,
         ),

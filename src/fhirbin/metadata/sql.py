@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import RowMapping, delete, func, insert, select, update
+from sqlalchemy import RowMapping, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -177,6 +177,11 @@ class SqlMetadataStore:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+    async def check(self) -> None:
+        """Raise ``faults.DependencyUnavailable`` unless the database answers now (readiness)."""
+        async with self._connect() as connection:
+            await connection.execute(text("SELECT 1"))
 
     # Connections: the only ways in, each translating driver failures (failures.py).
 
