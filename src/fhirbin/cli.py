@@ -1,4 +1,4 @@
-"""The ``fhirbin`` command: serve, client create/list/revoke, migrate, config-docs.
+"""The ``fhirbin`` command: serve, client, keys, migrate, gc, verify, copy-deployment, config-docs.
 
 The only module that reads the environment: settings come from the one table in config.py,
 ``FHIRBIN_<NAME>`` variables first, then flags. ``serve`` runs granian with the ASGI interface;
@@ -29,8 +29,7 @@ from fhirbin.auth.clients import hash_secret, new_client_id, new_client_secret
 from fhirbin.auth.jwks import JwksError, parse_jwks_text, validate_jwks_url
 from fhirbin.auth.scopes import validate_registration_scope
 from fhirbin.config import SETTINGS, Settings, SettingsError, load_settings, settings_markdown
-from fhirbin.metadata.base import Client
-from fhirbin.metadata.sql import SqlMetadataStore
+from fhirbin.metadata.base import Client, MetadataStore
 
 #: granian's per-connection read buffer (hyper's max_buf_size; 408 KiB by default), which is
 #: also the largest body chunk it hands over. Measured on 1 GiB uploads (curl, 2 cores):
@@ -103,8 +102,10 @@ def serve(**flags: Any) -> None:
     # Workers rebuild their settings from the environment (asgi_app below).
     for setting in SETTINGS:
         os.environ[setting.env] = str(getattr(settings, setting.name))
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    _migrate(settings)
+    _say_where(settings)
+    swept = asyncio.run(_prepare(settings))
+    if swept:
+        click.echo(f"removed {swept} leftovers of interrupted uploads", err=True)
     click.echo(f"fhirbin {__version__} serving {settings.public_base_url}", err=True)
     Granian(
         target="fhirbin.cli:asgi_app",
@@ -146,20 +147,42 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def _migrate(settings: Settings) -> None:
-    from fhirbin.metadata.migrate import migrate_sync
+#: ``serve`` removes what interrupted uploads left that is untouched for this long (an upload
+#: in progress writes at least every megabyte, and FHIRBIN_BODY_TIMEOUT ends a stalled one).
+START_SWEEP_AGE = 900
 
-    migrate_sync(settings.database_url)
+
+def _say_where(settings: Settings) -> None:
+    """Every command that touches the data says which (docs/operations.md, "Data folder")."""
+    from fhirbin.runtime import describe
+
+    click.echo(f"fhirbin: {describe(settings)}", err=True)
+
+
+async def _prepare(settings: Settings) -> int:
+    """Before the workers start: migrate (under a lock on PostgreSQL), make sure a signing key
+    exists, and sweep old upload leftovers; returns how many leftovers went."""
+    from fhirbin.runtime import open_runtime
+
+    runtime = await open_runtime(settings)
+    try:
+        return len(await runtime.blobs.leftovers(START_SWEEP_AGE, remove=True))
+    finally:
+        await runtime.close()
 
 
 @cli.command()
 @_data_dir_option
 def migrate(data_dir: Path | None) -> None:
-    """Create or upgrade the catalogue schema (serve does this too)."""
+    """Create or upgrade the catalogue schema (serve does this too); idempotent."""
     settings = _settings(data_dir=data_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    _migrate(settings)
-    click.echo(f"catalogue at {settings.database_path} is up to date")
+    _say_where(settings)
+    asyncio.run(_with_store(settings, _nothing))
+    click.echo("the catalogue schema is up to date")
+
+
+async def _nothing(store: MetadataStore) -> None:
+    return None
 
 
 @cli.group()
@@ -167,9 +190,10 @@ def client() -> None:
     """Register, list and revoke OAuth2 clients (works with or without a running server)."""
 
 
-async def _with_store(settings: Settings, work: Callable[[SqlMetadataStore], Any]) -> Any:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = await SqlMetadataStore.open(settings.database_url)
+async def _with_store(settings: Settings, work: Callable[[MetadataStore], Any]) -> Any:
+    from fhirbin.runtime import open_catalogue
+
+    store = await open_catalogue(settings)
     try:
         return await work(store)
     finally:
@@ -292,6 +316,7 @@ def client_list(data_dir: Path | None, as_json: bool) -> None:
             "client_id": c.client_id,
             "name": c.name,
             "scope": c.scope,
+            "auth": "client_secret" if c.secret_hash else "private_key_jwt",
             "created_at": c.created_at.isoformat(),
             "revoked_at": c.revoked_at.isoformat() if c.revoked_at else None,
         }
@@ -300,10 +325,27 @@ def client_list(data_dir: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows))
         return
-    table = Table("client_id", "name", "scope", "created", "status")
-    for row in rows:
-        status = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
-        table.add_row(row["client_id"], row["name"], row["scope"], row["created_at"], status)
+    columns = ("client_id", "name", "auth", "scope", "created", "status")
+    lines = [
+        (
+            row["client_id"],
+            row["name"],
+            row["auth"],
+            row["scope"],
+            row["created_at"],
+            f"revoked {row['revoked_at']}" if row["revoked_at"] else "active",
+        )
+        for row in rows
+    ]
+    if not sys.stdout.isatty():
+        # Not a terminal: whole values, one client a line, tab-separated (nothing cut).
+        click.echo("\t".join(columns))
+        for line in lines:
+            click.echo("\t".join(str(value) for value in line))
+        return
+    table = Table(*columns)
+    for line in lines:
+        table.add_row(*(str(value) for value in line))
     Console().print(table)
 
 
@@ -321,6 +363,156 @@ def client_revoke(client_id: str, data_dir: Path | None) -> None:
     if not found:
         raise click.ClickException(f"no client with id {client_id}")
     click.echo(f"revoked {client_id}")
+
+
+@cli.group()
+def keys() -> None:
+    """The token signing keys kept in the catalogue and shared by every node."""
+
+
+@keys.command("rotate")
+@_data_dir_option
+def keys_rotate(data_dir: Path | None) -> None:
+    """Add a new signing key. Nodes sign with it once every node has seen it; older keys
+    keep verifying the tokens they signed until those expire."""
+    from fhirbin.runtime import rotate_keys
+
+    settings = _settings(data_dir=data_dir)
+    _say_where(settings)
+    if settings.signing_key_path is not None:
+        raise click.UsageError(
+            "FHIRBIN_SIGNING_KEY names a key file: replace that file on every node instead"
+        )
+    material = asyncio.run(_with_store(settings, rotate_keys))
+    click.echo(f"new signing key {material.kid}")
+
+
+@keys.command("list")
+@_data_dir_option
+def keys_list(data_dir: Path | None) -> None:
+    """List the signing keys (ids and ages, never the keys)."""
+    settings = _settings(data_dir=data_dir)
+    _say_where(settings)
+
+    async def listing(store: MetadataStore) -> list[tuple[str, str]]:
+        return [(k.kid, k.created_at.isoformat()) for k in await store.signing_keys()]
+
+    for kid, created in asyncio.run(_with_store(settings, listing)):
+        click.echo(f"{kid}\t{created}")
+
+
+@cli.command("gc")
+@_data_dir_option
+@click.option(
+    "--older-than",
+    type=click.IntRange(min=0),
+    default=3600,
+    show_default=True,
+    help="Only remove what is older than this many seconds (uploads in flight are younger).",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+def gc_command(data_dir: Path | None, older_than: int, dry_run: bool) -> None:
+    """Remove content no version references and leftovers of interrupted uploads."""
+    from fhirbin.maintenance import collect
+
+    settings = _settings(data_dir=data_dir)
+    _say_where(settings)
+
+    async def work() -> Any:
+        from fhirbin.runtime import open_runtime
+
+        runtime = await open_runtime(settings)
+        try:
+            return await collect(
+                runtime.blobs.inner, runtime.catalogue, older_than=older_than, dry_run=dry_run
+            )
+        finally:
+            await runtime.close()
+
+    done = asyncio.run(work())
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{verb} {len(done.blobs)} unreferenced contents and {len(done.leftovers)} upload "
+        f"leftovers: {done.count} objects, {done.bytes} bytes"
+    )
+
+
+@cli.command("verify")
+@_data_dir_option
+def verify_command(data_dir: Path | None) -> None:
+    """Re-hash every content the catalogue references; exit 1 naming each missing or corrupt
+    one (its hash and the Binary ids that use it)."""
+    from fhirbin.maintenance import verify
+
+    settings = _settings(data_dir=data_dir)
+    _say_where(settings)
+
+    async def work() -> Any:
+        from fhirbin.runtime import open_runtime
+
+        runtime = await open_runtime(settings)
+        try:
+            return await verify(runtime.blobs.inner, runtime.catalogue)
+        finally:
+            await runtime.close()
+
+    checked, problems = asyncio.run(work())
+    for problem in problems:
+        ids = ", ".join(f"Binary/{i}" for i in problem.binary_ids)
+        detail = f" ({problem.detail})" if problem.detail else ""
+        click.echo(f"{problem.kind}: {problem.sha256} used by {ids}{detail}", err=True)
+    click.echo(f"checked {checked} contents: {len(problems)} missing or corrupt")
+    if problems:
+        sys.exit(1)
+
+
+@cli.command("copy-deployment")
+@_data_dir_option
+@click.option("--to-database-url", required=True, help="The target catalogue (postgresql://...).")
+@click.option("--to-storage-url", default="", help="The target content store (s3://bucket/prefix).")
+@click.option("--to-s3-endpoint-url", default="", help="The target store's S3 endpoint.")
+def copy_deployment(
+    data_dir: Path | None, to_database_url: str, to_storage_url: str, to_s3_endpoint_url: str
+) -> None:
+    """Copy this deployment (FHIRBIN_* settings: catalogue with history, clients, keys, audit,
+    and every content) into another one, checking every content's hash on arrival. Idempotent:
+    run it again to copy what was added meanwhile (docs/deployment.md)."""
+    from dataclasses import replace
+
+    from fhirbin.maintenance import copy_content
+    from fhirbin.metadata.transfer import copy_catalogue
+    from fhirbin.runtime import open_catalogue, open_content_store
+
+    source = _settings(data_dir=data_dir)
+    target = replace(
+        source,
+        database_url=to_database_url,
+        storage_url=to_storage_url,
+        s3_endpoint_url=to_s3_endpoint_url,
+    )
+    _say_where(source)
+    click.echo("copying into:", err=True)
+    _say_where(target)
+
+    async def work() -> tuple[dict[str, int], tuple[int, int]]:
+        from_catalogue = await open_catalogue(source)
+        to_catalogue = await open_catalogue(target)
+        from_blobs = open_content_store(source, os.environ)
+        to_blobs = open_content_store(target, os.environ)
+        try:
+            contents = await copy_content(from_blobs, to_blobs, from_catalogue)
+            # Content first: the target's catalogue never names content it does not have.
+            counts = await copy_catalogue(from_catalogue, to_catalogue)
+            return counts, contents
+        finally:
+            for store in (from_blobs, to_blobs):
+                await store.close()
+            for catalogue in (from_catalogue, to_catalogue):
+                await catalogue.close()
+
+    counts, (copied, skipped) = asyncio.run(work())
+    summary = ", ".join(f"{count} {kind}" for kind, count in counts.items())
+    click.echo(f"copied {copied} contents ({skipped} were there already); catalogue: {summary}")
 
 
 @cli.command("config-docs")

@@ -99,11 +99,36 @@ SETTINGS: tuple[Setting, ...] = (
         "must be documented). Larger uploads get 413 before anything is stored.",
     ),
     Setting(
+        "database_url",
+        str,
+        "",
+        "The catalogue database. Empty: the embedded SQLite file <data-dir>/fhirbin.db. "
+        "postgresql://user:password@host:port/dbname: PostgreSQL, shared by every node "
+        "(postgres:// and driver suffixes such as postgresql+asyncpg:// are accepted; query "
+        "parameters such as sslmode pass through).",
+    ),
+    Setting(
+        "storage_url",
+        str,
+        "",
+        "The content store. Empty: the folder <data-dir>/blobs. s3://bucket/optional/prefix: "
+        "an S3 bucket, shared by every node; credentials and region come from AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY, AWS_REGION and the rest of the usual AWS chain.",
+    ),
+    Setting(
+        "s3_endpoint_url",
+        str,
+        "",
+        "Endpoint of an S3-compatible store other than AWS (MinIO, Ceph, SeaweedFS, Garage), "
+        "e.g. http://127.0.0.1:8333; path-style addressing is used there. Empty: AWS.",
+    ),
+    Setting(
         "signing_key",
         Path,
         Path(""),
-        "PEM file with the EC P-256 private key that signs access tokens. Empty: "
-        "<data-dir>/signing-key.pem, generated on first start.",
+        "PEM file with the EC P-256 private key that signs access tokens, mounted on every "
+        "node. Empty: the keys are kept in the catalogue and shared by every node (made on "
+        "first start; `fhirbin keys rotate` adds one).",
     ),
     Setting(
         "revocation_check_interval",
@@ -257,6 +282,9 @@ class Settings:
     base_url: str
     access_token_ttl: int
     max_binary_size: int
+    database_url: str
+    storage_url: str
+    s3_endpoint_url: str
     signing_key: Path
     revocation_check_interval: int
     workers: int
@@ -304,8 +332,9 @@ class Settings:
         return self.workers or os.cpu_count() or 1
 
     @property
-    def database_url(self) -> str:
-        return f"sqlite+aiosqlite:///{self.database_path}"
+    def catalogue_url(self) -> str:
+        """``database_url``, or the embedded SQLite file's URL when it is empty."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.database_path.resolve()}"
 
     @property
     def database_path(self) -> Path:
@@ -316,10 +345,17 @@ class Settings:
         return self.data_dir / "blobs"
 
     @property
-    def signing_key_path(self) -> Path:
+    def signing_key_path(self) -> Path | None:
+        """The mounted signing key file; None when the keys are kept in the catalogue."""
         if str(self.signing_key) in ("", "."):
-            return self.data_dir / "signing-key.pem"
+            return None
         return self.signing_key
+
+    @property
+    def legacy_signing_key_path(self) -> Path:
+        """Where releases before the shared catalogue keys kept the generated key; taken into
+        the catalogue on first start so that tokens it signed stay valid."""
+        return self.data_dir / "signing-key.pem"
 
 
 def _validate(values: dict[str, Any]) -> None:

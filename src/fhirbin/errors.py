@@ -15,6 +15,7 @@
     ├── UnsupportedMediaType      415 not-supported
     ├── UnprocessableContent      422 business-rule (content screening: malware found)
     ├── ServiceUnavailable        503 transient (Retry-After; e.g. the virus scanner is down)
+    ├── InsufficientStorage       507 exception (the disk or the database is full)
     ├── TooManyRequests           429 throttled (Retry-After)
     └── OAuthError                RFC 6749 §5.2 token-endpoint error (JSON, not an OperationOutcome)
 
@@ -158,6 +159,14 @@ class ServiceUnavailable(FhirbinError):
 
     def __init__(self, diagnostics: str, *, retry_after: int = 10) -> None:
         super().__init__(diagnostics, headers={"Retry-After": str(retry_after)})
+
+
+class InsufficientStorage(FhirbinError):
+    """507: the disk or the database is full (RFC 4918 §11.5); nothing of the request was
+    stored, and the client may retry once an operator made room."""
+
+    status = 507
+    code = "exception"
 
 
 class OAuthError(FhirbinError):

@@ -1,16 +1,19 @@
 """BinaryService: the one place that coordinates the content store and the catalogue.
 
-Writes go content first, catalogue second: the bytes are made durable under their hash, and only
-then is the version row committed, so an upload that fails part-way leaves nothing visible (an
-unreferenced blob at worst, which a later garbage collection can remove). Reads are one indexed
-catalogue query followed by a stream from the content store.
+Writes go content first, catalogue second: the bytes are staged (hashed, durable, invisible),
+then published under their hash, and only then is the version row committed, so an upload that
+fails part-way leaves nothing visible (an unreferenced blob at worst, which ``fhirbin gc``
+removes). Reads are one indexed catalogue query followed by a stream from the content store.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+import random
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+
+import anyio
 
 from fhirbin.errors import Gone, NotFound, PayloadTooLarge, PreconditionFailed
 from fhirbin.fhir.ids import new_id
@@ -22,14 +25,18 @@ from fhirbin.metadata.base import (
     MetadataStore,
     VersionConflict,
 )
-from fhirbin.storage.base import BlobInfo, BlobStore
+from fhirbin.storage.base import BlobInfo, StagedBlob
+from fhirbin.storage.cached import CachedBlobStore
 
 #: Whether an If-Match header (already parsed by the caller) accepts the current version
 #: (None: the resource does not exist or is deleted).
 Precondition = Callable[[int | None], bool]
 
-#: Unconditional writers that lose a race for a version number retry this often.
-_RETRIES = 5
+#: Unconditional writers that lose a race for a version number try again after a random pause
+#: of up to this many seconds, doubling each time up to ``_MAX_PAUSE``; they never give up with a
+#: 412 (only If-Match can fail a write), so only the request's own time limits bound them.
+_FIRST_PAUSE = 0.002
+_MAX_PAUSE = 0.2
 
 #: Raises for a Binary (id, security context) the caller may not see (api/access.py).
 Visibility = Callable[[str, str | None], None]
@@ -79,7 +86,7 @@ async def limited(chunks: AsyncIterable[bytes], limit: int) -> AsyncIterator[byt
 class BinaryService:
     def __init__(
         self,
-        blobs: BlobStore,
+        blobs: CachedBlobStore,
         catalogue: MetadataStore,
         *,
         max_size: int,
@@ -92,9 +99,28 @@ class BinaryService:
         self.clock = clock
         self.screener: Screener = screener or _unscreened
 
-    async def _store(self, content_type: str, chunks: AsyncIterable[bytes]) -> BlobInfo:
-        """Size limit, then screening, then the blob store: durable and published, or nothing."""
-        return await self.blobs.put(self.screener(content_type, limited(chunks, self.max_size)))
+    async def _stage(self, content_type: str, chunks: AsyncIterable[bytes]) -> StagedBlob:
+        """Size limit, then screening, then the blob store: staged (durable, invisible)."""
+        return await self.blobs.stage(self.screener(content_type, limited(chunks, self.max_size)))
+
+    async def _commit(
+        self, staged: StagedBlob, add: Callable[[BlobInfo], Awaitable[BinaryVersion]]
+    ) -> BinaryVersion:
+        """Publish the staged bytes, then commit the version ``add`` makes of them.
+
+        When identical content was already stored, publishing refreshed its age so that
+        ``fhirbin gc`` leaves it alone; should a collection have removed it all the same between
+        its check and its delete, the bytes are published again from the staged copy once the
+        version is committed, so a committed version never names missing content.
+        """
+        try:
+            fresh = await staged.publish()
+            version = await add(staged.info)
+            if not fresh and not await self.blobs.exists(staged.info.key):
+                await staged.publish()
+            return version
+        finally:
+            await staged.discard()
 
     async def create(
         self,
@@ -104,14 +130,18 @@ class BinaryService:
         audit: AuditFor | None = None,
     ) -> BinaryVersion:
         """Store new content under a server-assigned id (R4 http.html#create) as version 1."""
-        blob = await self._store(content_type, chunks)
-        while True:
-            version = self._version(new_id(), 1, content_type, security_context, blob)
-            try:
-                await self.catalogue.add_version(version, audit(version) if audit else None)
-            except VersionConflict:  # a random UUID collided: draw another
-                continue
-            return version
+        staged = await self._stage(content_type, chunks)
+
+        async def add(blob: BlobInfo) -> BinaryVersion:
+            while True:
+                version = self._version(new_id(), 1, content_type, security_context, blob)
+                try:
+                    await self.catalogue.add_version(version, audit(version) if audit else None)
+                except VersionConflict:  # a random UUID collided: draw another
+                    continue
+                return version
+
+        return await self._commit(staged, add)
 
     async def update(
         self,
@@ -122,29 +152,41 @@ class BinaryService:
         precondition: Precondition | None = None,
         audit: AuditFor | None = None,
     ) -> tuple[BinaryVersion, bool]:
-        """PUT: a new version of ``binary_id``, or version 1 (update-as-create, D13).
+        """PUT: a new version of ``binary_id``, or version 1 (update-as-create,
+        docs/decisions.md#update-as-create).
 
         Returns the version and whether it created the resource (new, or brought back after a
         delete: R4 http.html#update answers 201 for both). With a precondition (If-Match), a
         stale version is a 412 before the body is read, and a writer that loses the race for
         the next version number to another node also gets 412: the (id, version) unique key
-        decides, not a lock in this process (R4 http.html#concurrency).
+        decides, not a lock in this process (R4 http.html#concurrency). Without one, a writer
+        that loses the race takes the next number, after a short random pause, until it lands.
         """
         current = await self.catalogue.current(binary_id)
         self._check(binary_id, current, precondition)
-        blob = await self._store(content_type, chunks)
-        for _ in range(_RETRIES):
-            number = current.version + 1 if current else 1
-            version = self._version(binary_id, number, content_type, security_context, blob)
-            try:
-                await self.catalogue.add_version(version, audit(version) if audit else None)
-            except VersionConflict:
-                if precondition is not None:
-                    raise _lost_race(binary_id) from None
-                current = await self.catalogue.current(binary_id)
-                continue
-            return version, current is None or current.deleted
-        raise _lost_race(binary_id)
+        staged = await self._stage(content_type, chunks)
+        created = False
+
+        async def add(blob: BlobInfo) -> BinaryVersion:
+            nonlocal current, created
+            pause = _FIRST_PAUSE
+            while True:
+                number = current.version + 1 if current else 1
+                version = self._version(binary_id, number, content_type, security_context, blob)
+                try:
+                    await self.catalogue.add_version(version, audit(version) if audit else None)
+                except VersionConflict:
+                    if precondition is not None:
+                        raise _lost_race(binary_id) from None
+                    await _backoff(pause)
+                    pause = min(pause * 2, _MAX_PAUSE)
+                    current = await self.catalogue.current(binary_id)
+                    continue
+                created = current is None or current.deleted
+                return version
+
+        version = await self._commit(staged, add)
+        return version, created
 
     async def delete(
         self,
@@ -155,7 +197,7 @@ class BinaryService:
         """DELETE: a deletion marker as the next version; unknown or deleted ids are a no-op.
 
         R4 http.html#delete: deleting something that never existed or is already deleted
-        succeeds (D9), and history keeps every version.
+        succeeds (docs/decisions.md#delete-is-idempotent), and history keeps every version.
         """
         current = await self.catalogue.current(binary_id)
         self._check(binary_id, current, precondition)
@@ -177,6 +219,7 @@ class BinaryService:
             if precondition is not None:
                 raise _lost_race(binary_id) from None
             # someone updated meanwhile: delete their version
+            await _backoff(_FIRST_PAUSE)
             return await self.delete(binary_id, audit=audit)
         return marker
 
@@ -265,10 +308,12 @@ class BinaryService:
 
     def content(
         self, version: BinaryVersion, start: int = 0, end: int | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncIterable[bytes]:
         small = self.small_content(version)
-        if small is not None:  # from memory: no file, no worker thread
+        if small is not None:  # from memory: no file, no worker thread, no round trip
             return _once(small[start:end])
+        if start == 0 and end is None:
+            return self.blobs.open_whole(_key(version), version.size)
         return self.blobs.open(_key(version), start, end)
 
     def small_content(self, version: BinaryVersion) -> bytes | None:
@@ -281,7 +326,8 @@ class BinaryService:
             return None  # streaming it reports the problem
 
     def content_path(self, version: BinaryVersion) -> Path | None:
-        return self.blobs.path(_key(version))
+        """A local file holding the content, when the store has one (zero-copy sending)."""
+        return self.blobs.open(_key(version)).path
 
 
 def _lost_race(binary_id: str) -> PreconditionFailed:
@@ -289,6 +335,11 @@ def _lost_race(binary_id: str) -> PreconditionFailed:
         f"Another request changed Binary/{binary_id} at the same time; read it and try again.",
         expression="http.If-Match",
     )
+
+
+async def _backoff(pause: float) -> None:
+    # Random, so that writers who collided once do not collide again in lockstep.
+    await anyio.sleep(random.uniform(0, pause))  # noqa: S311 - jitter, not a secret
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

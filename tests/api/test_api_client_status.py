@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from fhirbin.api.middleware import ClientStatusCache
+from fhirbin.auth.revocation import ClientStatusCache
 
 pytestmark = pytest.mark.anyio
 

@@ -15,9 +15,9 @@ import anyio
 import pytest
 
 from fhirbin.storage.base import BlobNotFound, BlobStore
+from fhirbin.storage.cached import SMALL, CachedBlobStore
 from fhirbin.storage.filesystem import FilesystemBlobStore
 from fhirbin.storage.memory import MemoryBlobStore
-from fhirbin.storage.smallcache import SMALL
 
 pytestmark = pytest.mark.anyio
 
@@ -76,9 +76,69 @@ async def test_identical_content_is_stored_once(store: BlobStore, tmp_path: Path
     first = await store.put(chunks([b"same bytes"]))
     second = await store.put(chunks([b"same ", b"bytes"]))
     assert first == second
+    assert [b.key async for b in store.stored()] == [first.key]
     if isinstance(store, FilesystemBlobStore):
-        assert blob_files(store.root) == [store.path(first.key)]
+        assert blob_files(store.root) == [store.local_file(first.key)]
         assert temp_files(store.root) == []
+
+
+async def test_staged_bytes_are_invisible_until_published(store: BlobStore) -> None:
+    data = os.urandom(3000)
+    staged = await store.stage(chunks([data[:100], data[100:]]))
+    try:
+        assert staged.info.key == hashlib.sha256(data).hexdigest()
+        assert staged.info.size == 3000
+        assert not await store.exists(staged.info.key)
+        # Random access to what was staged, as inspection of a PDF needs.
+        assert b"".join([p async for p in staged.read(2900)]) == data[2900:]
+        assert b"".join([p async for p in staged.read(10, 20)]) == data[10:20]
+        assert await staged.publish() is True
+    finally:
+        await staged.discard()
+    assert await read(store, staged.info.key) == data
+    assert [b.key async for b in store.stored()] == [staged.info.key]
+    assert await store.leftovers(0, remove=False) == []
+
+
+async def test_a_discarded_stage_leaves_nothing(store: BlobStore) -> None:
+    staged = await store.stage(chunks([b"refused by screening"]))
+    await staged.discard()
+    await staged.discard()  # twice is fine
+    assert not await store.exists(staged.info.key)
+    assert [b async for b in store.stored()] == []
+    assert await store.leftovers(0, remove=False) == []
+
+
+async def test_publishing_stored_content_again_refreshes_its_age(store: BlobStore) -> None:
+    first = await store.put(chunks([b"same bytes"]))
+    before = await store.stat(first.key)
+    assert before is not None
+    assert before.size == len(b"same bytes")
+    await anyio.sleep(0.05)
+    staged = await store.stage(chunks([b"same bytes"]))
+    try:
+        assert await staged.publish() is False
+        # Published again (after gc raced it away, service.py) it is there once more.
+        await store.delete(first.key)
+        await staged.publish()
+    finally:
+        await staged.discard()
+    after = await store.stat(first.key)
+    assert after is not None
+    assert after.modified > before.modified
+    assert await read(store, first.key) == b"same bytes"
+
+
+async def test_stat_and_stored_list_sizes_and_ages(store: BlobStore) -> None:
+    started = time.time() - 1
+    a = await store.put(chunks([b"a" * 10]))
+    b = await store.put(chunks([b"b" * 20]))
+    listed = {blob.key: blob async for blob in store.stored()}
+    assert {key: blob.size for key, blob in listed.items()} == {a.key: 10, b.key: 20}
+    assert all(blob.modified >= started for blob in listed.values())
+    assert await store.stat(a.key) == listed[a.key]
+    assert await store.stat("0" * 64) is None
+    await store.check()
 
 
 async def test_empty_content_is_a_valid_blob(store: BlobStore) -> None:
@@ -154,9 +214,9 @@ async def test_cancelled_upload_publishes_nothing_and_leaves_no_temp_file(store:
 async def test_unknown_key_raises_blob_not_found_on_first_iteration(store: BlobStore) -> None:
     key = hashlib.sha256(b"never stored").hexdigest()
     with pytest.raises(BlobNotFound):
-        await anext(store.open(key))
+        await anext(aiter(store.open(key)))
     assert not await store.exists(key)
-    assert store.path(key) is None
+    assert store.open(key).path is None
 
 
 @pytest.mark.parametrize(
@@ -168,7 +228,7 @@ async def test_malformed_key_is_not_found_and_never_touches_the_filesystem(
     with pytest.raises(BlobNotFound):
         await read(store, key)
     assert not await store.exists(key)
-    assert store.path(key) is None
+    assert store.open(key).path is None
     await store.delete(key)  # no error, nothing removed
 
 
@@ -182,14 +242,19 @@ async def test_delete_removes_the_blob_and_is_idempotent(store: BlobStore) -> No
 
 
 async def test_small_content_comes_whole_and_only_for_small_blobs(store: BlobStore) -> None:
-    small = await store.put(chunks([b"small content"]))
-    assert store.small_content(small.key, small.size) == b"small content"
-    assert store.small_content(small.key, small.size) == b"small content"  # now from memory
-    large = await store.put(chunks([os.urandom(SMALL + 1)]))
-    assert store.small_content(large.key, large.size) is None
-    assert store.small_content("0" * 64, 10) is None  # unknown
-    await store.delete(small.key)
-    assert store.small_content(small.key, small.size) is None  # forgotten with the blob
+    cached = CachedBlobStore(store)
+    small = await cached.put(chunks([b"small content"]))
+    if store.open(small.key).path is None:
+        # A store without local files: the cache fills as a whole small body streams past.
+        assert cached.small_content(small.key, small.size) is None
+        assert b"".join([p async for p in cached.open_whole(small.key, small.size)])
+    assert cached.small_content(small.key, small.size) == b"small content"
+    assert cached.small_content(small.key, small.size) == b"small content"  # from memory
+    large = await cached.put(chunks([os.urandom(SMALL + 1)]))
+    assert cached.small_content(large.key, large.size) is None
+    assert cached.small_content("0" * 64, 10) is None  # unknown
+    await cached.delete(small.key)
+    assert cached.small_content(small.key, small.size) is None  # forgotten with the blob
 
 
 async def test_blob_can_be_stored_again_after_delete(store: BlobStore) -> None:
@@ -202,7 +267,7 @@ async def test_blob_can_be_stored_again_after_delete(store: BlobStore) -> None:
 async def test_memory_store_has_no_local_path() -> None:
     store = MemoryBlobStore()
     info = await store.put(chunks([b"abc"]))
-    assert store.path(info.key) is None
+    assert store.open(info.key).path is None
 
 
 # Filesystem-only promises.
@@ -217,10 +282,13 @@ async def test_published_file_is_read_only_and_fanned_out_by_hash(
     fs_store: FilesystemBlobStore,
 ) -> None:
     info = await fs_store.put(chunks([b"immutable"]))
-    path = fs_store.path(info.key)
+    path = fs_store.open(info.key).path
     assert path == fs_store.root / info.key[:2] / info.key[2:4] / info.key
     assert path.read_bytes() == b"immutable"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    # Health data: the service user's alone (docs/operations.md, "Data folder").
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400
+    for folder in (fs_store.root, path.parent, path.parent.parent, fs_store.root / "tmp"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
 
 
 async def test_large_put_in_small_chunks_keeps_memory_flat(fs_store: FilesystemBlobStore) -> None:
@@ -249,14 +317,14 @@ async def test_large_put_in_small_chunks_keeps_memory_flat(fs_store: FilesystemB
 async def test_stopping_a_read_early_closes_the_file(fs_store: FilesystemBlobStore) -> None:
     info = await fs_store.put(chunks([os.urandom(3 * MIB)]))
     before = len(os.listdir("/proc/self/fd"))
-    async with aclosing(fs_store.open(info.key)) as stream:
+    async with aclosing(aiter(fs_store.open(info.key))) as stream:  # type: ignore[type-var]
         async for _ in stream:
             assert len(os.listdir("/proc/self/fd")) == before + 1
             break
     assert len(os.listdir("/proc/self/fd")) == before
 
 
-async def test_sweep_temp_removes_only_abandoned_temp_files(fs_store: FilesystemBlobStore) -> None:
+async def test_leftovers_are_only_abandoned_temp_files(fs_store: FilesystemBlobStore) -> None:
     info = await fs_store.put(chunks([b"published"]))
     temp_dir = fs_store.root / "tmp"
     abandoned = temp_dir / "abandoned.part"
@@ -266,11 +334,30 @@ async def test_sweep_temp_removes_only_abandoned_temp_files(fs_store: Filesystem
     an_hour_ago = time.time() - 3600
     os.utime(abandoned, (an_hour_ago, an_hour_ago))
 
-    assert await fs_store.sweep_temp(older_than_seconds=600) == 1
+    listed = await fs_store.leftovers(600, remove=False)
+    assert [(left.name, left.size) for left in listed] == [("tmp/abandoned.part", 14)]
+    assert abandoned.exists()
+    assert await fs_store.leftovers(600, remove=True) == listed
     assert not abandoned.exists()
     assert fresh.exists()
     assert await fs_store.exists(info.key)
 
 
-async def test_sweep_temp_on_a_new_root_removes_nothing(tmp_path: Path) -> None:
-    assert await FilesystemBlobStore(tmp_path / "nothing-yet").sweep_temp(0) == 0
+async def test_leftovers_of_a_new_root_are_none(tmp_path: Path) -> None:
+    assert await FilesystemBlobStore(tmp_path / "nothing-yet").leftovers(0, remove=True) == []
+
+
+async def test_a_full_disk_is_out_of_space_and_leaves_nothing(tmp_path: Path) -> None:
+    """A real full filesystem: a 4 MiB tmpfs (root only, as CI runs)."""
+    from fhirbin.faults import OutOfSpace
+    from tests.storage.support import tiny_filesystem
+
+    with tiny_filesystem(tmp_path / "tiny", size_kib=4096) as root:
+        store = FilesystemBlobStore(root / "blobs")
+        with pytest.raises(OutOfSpace):
+            await store.put(chunks([os.urandom(MIB)] * 8))
+        assert [b async for b in store.stored()] == []
+        assert temp_files(store.root) == []
+        # Room again (nothing was left behind): the same store works without a restart.
+        info = await store.put(chunks([b"fits"]))
+        assert await read(store, info.key) == b"fits"

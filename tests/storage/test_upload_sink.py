@@ -146,7 +146,7 @@ async def test_a_large_upload_through_the_store_is_exact_with_both_threads(
     info = await store.put(body())
     assert info.key == hashlib.sha256(data).hexdigest()
     assert info.size == len(data)
-    path = store.path(info.key)
+    path = store.open(info.key).path
     assert path is not None
     assert path.read_bytes() == data
     assert list((tmp_path / "blobs" / "tmp").iterdir()) == []

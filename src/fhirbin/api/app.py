@@ -1,16 +1,18 @@
 """create_app: builds the Starlette application from a Settings value.
 
-No module-level state: everything a request needs hangs off one ``Runtime`` per application,
-filled in by the lifespan (open the catalogue and run migrations, open the content store, load or
-create the signing key) and closed when the server stops.
+No module-level state: everything a request needs hangs off the one ``Runtime`` of the process
+(runtime.py, the composition root), opened by the lifespan and kept in ``app.state.runtime``,
+closed when the server stops. Tests may hand in a runtime they opened themselves.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
+import structlog
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -19,83 +21,37 @@ from fhirbin.api.audit import AuditMiddleware, audit_log, start_audit, stop_audi
 from fhirbin.api.errors import error_response, exception_handlers
 from fhirbin.api.hotread import HotRead
 from fhirbin.api.limits import LimitsMiddleware
-from fhirbin.api.middleware import AuthMiddleware, ClientStatusCache
+from fhirbin.api.middleware import AuthMiddleware
 from fhirbin.api.routes import routes
-from fhirbin.auth.tokens import TokenIssuer, TokenVerifier, load_or_create_signing_key
 from fhirbin.config import Settings
-from fhirbin.identity.authenticator import Authenticator, build_authenticator
-from fhirbin.metadata.base import MetadataStore
-from fhirbin.metadata.sql import SqlMetadataStore
-from fhirbin.scanning.screener import build_screener
-from fhirbin.service import BinaryService
-from fhirbin.storage.base import BlobStore
-from fhirbin.storage.filesystem import FilesystemBlobStore
+from fhirbin.faults import DependencyUnavailable
+from fhirbin.runtime import Runtime, open_runtime
+
+log = structlog.get_logger("fhirbin.app")
 
 
-@dataclass
-class Runtime:
-    """What the handlers share; set up by the lifespan, never a module global."""
+class RuntimeSlot:
+    """Where the middleware find the runtime once the lifespan has opened it."""
 
-    settings: Settings
-    base_url: str
-    _service: BinaryService | None = None
-    _issuer: TokenIssuer | None = None
-    _verifier: TokenVerifier | None = None
-    _clients: ClientStatusCache | None = None
-    _authenticator: Authenticator | None = None
-    extras: dict[str, object] = field(default_factory=dict)
+    def __init__(self, runtime: Runtime | None = None) -> None:
+        self._runtime = runtime
 
-    @property
-    def service(self) -> BinaryService:
-        assert self._service is not None, "the application has not started"
-        return self._service
+    def get(self) -> Runtime:
+        assert self._runtime is not None, "the application has not started"
+        return self._runtime
 
-    @property
-    def issuer(self) -> TokenIssuer:
-        assert self._issuer is not None, "the application has not started"
-        return self._issuer
-
-    @property
-    def verifier(self) -> TokenVerifier:
-        assert self._verifier is not None, "the application has not started"
-        return self._verifier
-
-    @property
-    def authenticator(self) -> Authenticator:
-        assert self._authenticator is not None, "the application has not started"
-        return self._authenticator
-
-    @property
-    def clients(self) -> ClientStatusCache:
-        assert self._clients is not None, "the application has not started"
-        return self._clients
-
-    @property
-    def catalogue(self) -> MetadataStore:
-        return self.service.catalogue
+    def set(self, runtime: Runtime | None) -> None:
+        self._runtime = runtime
 
 
-async def _open(runtime: Runtime) -> None:
-    settings = runtime.settings
-    catalogue = await SqlMetadataStore.open(settings.database_url)
-    blobs: BlobStore = FilesystemBlobStore(settings.blob_dir)
-    runtime._service = BinaryService(
-        blobs,
-        catalogue,
-        max_size=settings.max_binary_size,
-        screener=build_screener(settings),
-    )
-    key = load_or_create_signing_key(settings.signing_key_path)
-    issuer = TokenIssuer(key, issuer=runtime.base_url)
-    runtime._issuer = issuer
-    runtime._verifier = TokenVerifier({issuer.kid: key.public_key()}, issuer=runtime.base_url)
-    runtime._authenticator = build_authenticator(settings, runtime._verifier)
-
-    async def active(client_id: str) -> bool:
-        client = await catalogue.get_client(client_id)
-        return client is not None and client.active
-
-    runtime._clients = ClientStatusCache(active, settings.revocation_check_interval)
+async def _refresh_keys(runtime: Runtime) -> None:
+    """Keys other nodes made (auth/keyring.py), re-read every revocation check interval."""
+    while True:
+        await asyncio.sleep(runtime.settings.revocation_check_interval)
+        try:
+            await runtime.refresh_keys()
+        except DependencyUnavailable as fault:  # the next round tries again
+            log.warning("signing keys not refreshed", reason=fault.detail)
 
 
 #: What browser apps may send and read across origins (FHIR's headers included).
@@ -145,39 +101,47 @@ def _cors(settings: Settings) -> list[Middleware]:
     ]
 
 
-def _hot_read(runtime: Runtime) -> list[Middleware]:
+def _hot_read(settings: Settings, slot: RuntimeSlot) -> list[Middleware]:
     """The one-step lane for plain reads (api/hotread.py); without it when rate limiting is on,
     since LimitsMiddleware must count every request."""
-    settings = runtime.settings
     if settings.rate_limit > 0:
         return []
-    return [Middleware(HotRead, runtime=runtime, max_header_size=settings.max_header_size)]
+    return [Middleware(HotRead, runtime=slot.get, max_header_size=settings.max_header_size)]
 
 
-def create_app(settings: Settings) -> Starlette:
-    runtime = Runtime(settings=settings, base_url=settings.public_base_url)
+def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
+    """The application; its lifespan opens a runtime from ``settings`` unless one is given
+    (then the caller closes it)."""
+    slot = RuntimeSlot(runtime)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await _open(runtime)
-        start_audit(runtime)
+        opened = runtime is None
+        current = await open_runtime(settings) if runtime is None else runtime
+        slot.set(current)
+        app.state.runtime = current
+        start_audit(current)
+        refresher = asyncio.create_task(_refresh_keys(current))
         try:
             yield
         finally:
-            await stop_audit(runtime)  # flushes the buffered audit records
-            await runtime.authenticator.close()
-            await runtime.catalogue.close()
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await stop_audit(current)  # flushes the buffered audit records
+            if opened:
+                await current.close()
 
     middleware = [
         *_cors(settings),
         # Outside AuthMiddleware, so the requests it refuses are audited too.
-        Middleware(AuditMiddleware, log=lambda: audit_log(runtime)),
-        *_hot_read(runtime),
+        Middleware(AuditMiddleware, log=lambda: audit_log(slot.get())),
+        *_hot_read(settings, slot),
         Middleware(
             AuthMiddleware,
-            authenticator=lambda: runtime.authenticator,
-            clients=lambda: runtime.clients,
-            audience=runtime.base_url,
+            authenticator=lambda: slot.get().authenticator,
+            clients=lambda: slot.get().clients,
+            audience=settings.public_base_url,
             render=error_response,
         ),
         Middleware(
@@ -195,5 +159,6 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
-    app.state.runtime = runtime
+    if runtime is not None:
+        app.state.runtime = runtime
     return app

@@ -34,7 +34,6 @@ is the parameters a handler applied (never the raw query string, which may hold 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
 import uuid
@@ -51,6 +50,7 @@ from fhirbin.api.middleware import CLAIMS_KEY, FHIR_PREFIX
 from fhirbin.api.render import media_type, pretty, resource_bytes, resource_response
 from fhirbin.api.requests import runtime
 from fhirbin.api.responses import StreamedResponse
+from fhirbin.auditlog import AuditLog
 from fhirbin.auth.scopes import allows, needed_scope
 from fhirbin.auth.tokens import AccessClaims
 from fhirbin.errors import BadRequest, Forbidden, NotFound
@@ -63,11 +63,11 @@ from fhirbin.fhir.paging import decode_cursor, encode_cursor, page_links, query_
 from fhirbin.fhir.prefer import prefer_handling
 from fhirbin.fhir.xml_bundle import XmlEntry, bundle_xml_stream
 from fhirbin.fhir.xml_write import resource_to_xml
-from fhirbin.metadata.base import AuditQuery, AuditRecord, BinaryVersion, MetadataStore
+from fhirbin.metadata.base import AuditQuery, AuditRecord, BinaryVersion
 from fhirbin.service import AuditFor
 
 if TYPE_CHECKING:
-    from fhirbin.api.app import Runtime
+    from fhirbin.runtime import Runtime
 
 __all__ = [
     "AUDIT_KEY",
@@ -93,9 +93,6 @@ REQUEST_ID_KEY = "fhirbin.request_id"
 #: Why the request was refused: the OperationOutcome's diagnostics (set by api/errors.py).
 REFUSAL_KEY = "fhirbin.refusal"
 
-FLUSH_INTERVAL = 0.2  # seconds
-FLUSH_BATCH = 500  # records per transaction, and the buffer size that triggers a flush
-MAX_PENDING = 100_000  # records held while the database is unreachable; more are dropped
 MAX_DETAIL = 1000  # characters of a refusal reason kept
 
 #: The public discovery endpoints (D5), not audited: they reveal nothing about anyone's data.
@@ -111,113 +108,22 @@ log = structlog.get_logger("fhirbin.audit")
 T = TypeVar("T")
 
 
-class AuditLog:
-    """Audit records buffered in memory, stored in batches by a background task.
-
-    ``record`` never waits and never does I/O. ``flush`` stores everything pending (the
-    AuditEvent handlers call it first, so a node reads its own records). If the database
-    fails, records stay pending (at most ``max_pending``; later ones are dropped and counted)
-    and the next flush retries; failures are logged with counts only.
-    """
-
-    def __init__(
-        self,
-        store: MetadataStore,
-        *,
-        interval: float | None = None,
-        batch: int = FLUSH_BATCH,
-        max_pending: int = MAX_PENDING,
-    ) -> None:
-        self.store = store
-        self.interval = FLUSH_INTERVAL if interval is None else interval
-        self.batch = batch
-        self.max_pending = max_pending
-        self.dropped = 0
-        #: ids for request ids and records: time-ordered, cheap (fhir/ids.py)
-        self.ids = TimeOrderedIds()
-        self._pending: list[AuditRecord] = []
-        self._lock = asyncio.Lock()
-        self._wake = asyncio.Event()
-        self._closing = False
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
-
-    def record(self, record: AuditRecord) -> None:
-        if len(self._pending) >= self.max_pending:
-            self.dropped += 1
-            return
-        self._pending.append(record)
-        if len(self._pending) >= self.batch:
-            self._wake.set()
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="fhirbin-audit-flush")
-
-    async def close(self) -> None:
-        """Stop the background task, then store what is still pending (on shutdown)."""
-        self._closing = True
-        self._wake.set()
-        task, self._task = self._task, None
-        if task is not None:
-            # Even if the server already cancelled the task, what is pending is stored below.
-            await asyncio.gather(task, return_exceptions=True)
-        await self.flush()
-
-    async def flush(self) -> None:
-        async with self._lock:
-            while self._pending:
-                # Copy, then drop once stored: records added meanwhile go to the end.
-                batch = self._pending[: self.batch]
-                try:
-                    await self.store.add_audit(batch)
-                except Exception as exc:
-                    log.error(
-                        "audit records could not be stored; will retry",
-                        pending=len(self._pending),
-                        error=type(exc).__name__,
-                    )
-                    return
-                del self._pending[: len(batch)]
-            if self.dropped:
-                log.error("audit records were dropped: the buffer was full", dropped=self.dropped)
-                self.dropped = 0
-
-    async def _run(self) -> None:
-        while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            self._wake.clear()
-            await self.flush()
-
-
 # --- the application's audit log ------------------------------------------------------------
-
-_LOG_KEY = "audit_log"
 
 
 def audit_log(rt: Runtime) -> AuditLog:
-    found = rt.extras.get(_LOG_KEY)
-    assert isinstance(found, AuditLog), "the application has not started"
-    return found
+    return rt.audit
 
 
 def start_audit(rt: Runtime) -> AuditLog:
-    """Create and start the application's AuditLog (in the lifespan, after the catalogue)."""
-    audit = AuditLog(rt.catalogue)
-    rt.extras[_LOG_KEY] = audit
-    audit.start()
-    return audit
+    """Start the runtime's AuditLog (in the lifespan, after the catalogue)."""
+    rt.audit.start()
+    return rt.audit
 
 
 async def stop_audit(rt: Runtime) -> None:
     """Flush and stop (in the lifespan, before the catalogue closes)."""
-    found = rt.extras.pop(_LOG_KEY, None)
-    if isinstance(found, AuditLog):
-        await found.close()
+    await rt.audit.close()
 
 
 # --- recording ------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from fhirbin.identity.assertions import is_key_client
 from fhirbin.metadata.base import Client
 
 if TYPE_CHECKING:
-    from fhirbin.api.app import Runtime
+    from fhirbin.runtime import Runtime
 
 #: When this CapabilityStatement last changed (R4 capabilitystatement.html: date is 1..1).
 CAPABILITY_DATE = "2026-11-26"

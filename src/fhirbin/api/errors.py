@@ -5,6 +5,8 @@
   plus its headers (``WWW-Authenticate`` on 401/403, RFC 6750 §3).
 - ``OAuthError`` → RFC 6749 §5.2 JSON ``{"error", "error_description"}`` with ``no-store``.
 - Starlette's own 404 (no route) and 405 (method) → OperationOutcome too.
+- A dependency's fault (faults.py) → 503 with Retry-After when the database or the content store
+  cannot be reached, 507 when one of them is full; the operator's detail goes to the log.
 - Anything else → a 500 OperationOutcome carrying only an incident id; the traceback goes to the
   log under that id, never to the client (R4 security.html#http).
 """
@@ -24,7 +26,15 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from fhirbin.api.audit import note_refusal
-from fhirbin.errors import FhirbinError, MethodNotAllowed, NotFound, OAuthError
+from fhirbin.errors import (
+    FhirbinError,
+    InsufficientStorage,
+    MethodNotAllowed,
+    NotFound,
+    OAuthError,
+    ServiceUnavailable,
+)
+from fhirbin.faults import DependencyUnavailable, OutOfSpace
 from fhirbin.fhir.negotiate import Representation, fhir_format
 from fhirbin.fhir.outcome import operation_outcome
 from fhirbin.fhir.xml_write import resource_to_xml
@@ -96,6 +106,8 @@ def error_response(exc: Exception, scope: Scope | None = None) -> Response:
         )
     if isinstance(exc, HTTPException):
         return error_response(_from_http_exception(exc), scope)
+    if isinstance(exc, DependencyUnavailable | OutOfSpace):
+        return error_response(_from_fault(exc), scope)
     incident = str(uuid.uuid4())
     log.error("unhandled error", incident=incident, exc_info=exc)
     return outcome_response(
@@ -122,10 +134,34 @@ def _from_http_exception(exc: HTTPException) -> FhirbinError:
     return err
 
 
+#: Seconds a client should wait before retrying when a dependency is down.
+RETRY_AFTER = 5
+
+
+def _from_fault(fault: DependencyUnavailable | OutOfSpace) -> FhirbinError:
+    """Clients learn which dependency failed, never its address or credentials; the operator's
+    detail goes to the log (docs/operations.md, "Faults")."""
+    if isinstance(fault, OutOfSpace):
+        log.error("out of space", dependency=fault.dependency, detail=fault.detail)
+        return InsufficientStorage(
+            f"The {fault.dependency} is full; nothing of this request was stored."
+        )
+    log.warning("dependency unavailable", dependency=fault.dependency, detail=fault.detail)
+    return ServiceUnavailable(
+        f"The {fault.dependency} cannot be reached; try again shortly.", retry_after=RETRY_AFTER
+    )
+
+
 async def _handle(request: Request, exc: Exception) -> Response:
     return error_response(exc, request.scope)
 
 
 def exception_handlers() -> dict[Any, Any]:
     """For ``Starlette(exception_handlers=...)``."""
-    return {Exception: _handle, HTTPException: _handle, FhirbinError: _handle}
+    return {
+        Exception: _handle,
+        HTTPException: _handle,
+        FhirbinError: _handle,
+        DependencyUnavailable: _handle,
+        OutOfSpace: _handle,
+    }

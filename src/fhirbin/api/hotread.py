@@ -22,6 +22,7 @@ in LimitsMiddleware, so with ``FHIRBIN_RATE_LIMIT`` set this lane is not install
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -38,7 +39,7 @@ from fhirbin.fhir.negotiate import Representation, read_representation
 from fhirbin.metadata.base import BinaryVersion
 
 if TYPE_CHECKING:
-    from fhirbin.api.app import Runtime
+    from fhirbin.runtime import Runtime
 
 PREFIX = "/fhir/Binary/"
 #: Headers whose presence sends a request down the general path (RFC 9110 §13, §14).
@@ -47,9 +48,11 @@ _MAX_REMEMBERED = 10_000
 
 
 class HotRead:
-    def __init__(self, app: ASGIApp, *, runtime: Runtime, max_header_size: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, runtime: Callable[[], Runtime], max_header_size: int
+    ) -> None:
         self.app = app
-        self.runtime = runtime
+        self.runtime = runtime  # the lifespan opens it after the middleware are built
         self.max_header_size = max_header_size
         # Per version (id, version): its encoded headers. Per Accept value: whether it
         # negotiates the native form. Both derived from immutable inputs: never stale.
@@ -74,7 +77,7 @@ class HotRead:
         claims = self._claims(scope)
         if claims is None:
             return False
-        runtime = self.runtime
+        runtime = self.runtime()
         service = runtime.service
         version = await service.catalogue.current(binary_id)
         if version is None or version.deleted or version.sha256 is None:
@@ -118,7 +121,7 @@ class HotRead:
         scheme, _, token = authorization.decode("latin-1").strip().partition(" ")
         if scheme.lower() != "bearer":
             return None
-        runtime = self.runtime
+        runtime = self.runtime()
         claims = runtime.verifier.cached(token.strip(), runtime.base_url)
         if claims is None or runtime.clients.fresh(claims.client_id) is not True:
             return None

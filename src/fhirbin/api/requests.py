@@ -10,7 +10,7 @@ from starlette.requests import ClientDisconnect, Request
 from fhirbin.errors import BadRequest, FhirbinError, PayloadTooLarge
 
 if TYPE_CHECKING:
-    from fhirbin.api.app import Runtime
+    from fhirbin.runtime import Runtime
 
 
 def runtime(request: Request) -> Runtime:

@@ -136,6 +136,10 @@ class TokenVerifier:
         """The ``iss`` this verifier accepts (fhirbin's own)."""
         return self._issuer
 
+    def trust(self, public_keys: Mapping[str, ec.EllipticCurvePublicKey]) -> None:
+        """Verify with these keys from now on (auth/keyring.py: keys another node made)."""
+        self._keys = dict(public_keys)
+
     def knows(self, token: str) -> bool:
         """Whether ``token`` was verified before and is still cached (``verify`` re-checks its
         times and audience); lets callers skip decoding a hot token to route it."""

@@ -113,6 +113,10 @@ class BlobStore(Protocol):
 
     async def exists(self, key: str) -> bool: ...
 
+    async def stat(self, key: str) -> StoredBlob | None:
+        """Size and age of a published blob; None when there is none."""
+        ...
+
     async def delete(self, key: str) -> None:
         """Remove a blob; removing an absent one is not an error."""
         ...

@@ -2,8 +2,9 @@
 
 This module owns the on-disk layout and the durability protocol for blobs:
 
-    root/ab/cd/<sha256>     published blobs (two levels of fan-out on the first hex digits)
-    root/tmp/<random>.part  uploads in progress; renamed into place once hashed and fsynced
+    root/ab/cd/<sha256>     published blobs (two levels of fan-out on the first hex digits),
+                            mode 0400; folders 0700 (health data: the service user only)
+    root/tmp/<random>.part  staged uploads; renamed into place when published
 
 All file I/O runs in worker threads so the event loop never waits on the disk. Writes are batched
 into buffers of about 1 MiB so an upload costs one thread hop per MiB, not one per chunk.
@@ -12,21 +13,22 @@ into buffers of about 1 MiB so an upload costs one thread hop per MiB, not one p
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import re
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
 import anyio
 import anyio.to_thread
 
-from fhirbin.storage.base import BlobInfo, BlobNotFound
+from fhirbin.faults import DependencyUnavailable, OutOfSpace
+from fhirbin.storage.base import BlobInfo, BlobNotFound, Leftover, Staging, StoredBlob
 from fhirbin.storage.sink import UploadSink
-from fhirbin.storage.smallcache import SmallContentCache
 
 MIB = 1 << 20
 _KEY = re.compile(r"[0-9a-f]{64}")
@@ -56,7 +58,8 @@ def _ensure_dir(directory: Path) -> None:
         return
     _ensure_dir(directory.parent)
     try:
-        directory.mkdir()
+        # Health data: folders private to the service user (docs/operations.md).
+        directory.mkdir(mode=0o700)
     except FileExistsError:
         return  # a concurrent put created it; it made it durable
     _fsync_dir(directory.parent)
@@ -95,8 +98,101 @@ def _discard(sink: UploadSink, temp: Path) -> None:
     temp.unlink(missing_ok=True)
 
 
-class FilesystemBlobStore:
-    """A BlobStore over a local folder; ``path`` gives the published file for zero-copy sends."""
+def _store_fault(error: OSError) -> Exception:
+    """What an OSError of the content folder means to the caller (faults.py)."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutOfSpace("content store", f"no space left for content ({error.strerror})")
+    return DependencyUnavailable("content store", f"content folder: {error.strerror}")
+
+
+class FileBody:
+    """A range of a published blob; ``path`` is the file (None when it is not there)."""
+
+    def __init__(self, store: FilesystemBlobStore, key: str, start: int, end: int | None):
+        if start < 0 or (end is not None and end < 0):
+            raise ValueError("range bounds must be non-negative")
+        self._store = store
+        self._key = key
+        self._start = start
+        self._end = end
+
+    @property
+    def path(self) -> Path | None:
+        return self._store.local_file(self._key)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        if not _is_key(self._key):
+            return _missing(self._key)
+        return _stream(
+            self._store._blob_path(self._key),
+            self._key,
+            self._start,
+            self._end,
+            self._store.chunk_size,
+        )
+
+
+async def _missing(key: str) -> AsyncGenerator[bytes, None]:
+    raise BlobNotFound(key)
+    yield b""  # pragma: no cover - makes this an async generator
+
+
+async def _stream(
+    path: Path, key: str, start: int, end: int | None, chunk_size: int
+) -> AsyncGenerator[bytes, None]:
+    try:
+        # Shielded: a cancellation arriving mid-call would otherwise lose the open handle.
+        with anyio.CancelScope(shield=True):
+            file = await anyio.to_thread.run_sync(_open_at, path, start)
+    except FileNotFoundError:
+        raise BlobNotFound(key) from None
+    try:
+        remaining = None if end is None else max(0, end - start)
+        while remaining is None or remaining > 0:
+            size = chunk_size if remaining is None else min(chunk_size, remaining)
+            data = await anyio.to_thread.run_sync(file.read, size)
+            if not data:
+                break
+            if remaining is not None:
+                remaining -= len(data)
+            yield data
+    finally:
+        # Closing is one cheap syscall; doing it inline also works while being cancelled.
+        file.close()
+
+
+class FileStaged:
+    """An upload hashed and fsynced into ``root/tmp``; publishing is an atomic rename."""
+
+    def __init__(self, store: FilesystemBlobStore, temp: Path, info: BlobInfo) -> None:
+        self._store = store
+        self._temp = temp
+        self._info = info
+
+    @property
+    def info(self) -> BlobInfo:
+        return self._info
+
+    @property
+    def path(self) -> Path | None:
+        return self._temp if self._temp.exists() else None
+
+    def read(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        return _stream(self._temp, self._info.key, start, end, self._store.chunk_size)
+
+    async def publish(self) -> bool:
+        try:
+            return await anyio.to_thread.run_sync(self._store._publish, self._temp, self._info.key)
+        except OSError as error:
+            raise _store_fault(error) from error
+
+    async def discard(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._temp.unlink, True)
+
+
+class FilesystemBlobStore(Staging):
+    """A BlobStore over a local folder; its bodies carry the published file (``path``)."""
 
     def __init__(
         self,
@@ -116,15 +212,17 @@ class FilesystemBlobStore:
         self._temp_dir = root / "tmp"
         #: blobs this process has seen on disk (a deletion removes its key)
         self._known: dict[str, Path] = {}
-        self._small = SmallContentCache()
 
     def _blob_path(self, key: str) -> Path:
         return self.root / key[:2] / key[2:4] / key
 
-    async def put(self, chunks: AsyncIterable[bytes]) -> BlobInfo:
+    async def stage(self, chunks: AsyncIterable[bytes]) -> FileStaged:
         # Shielded: a cancellation arriving while the thread runs would otherwise lose the handle.
-        with anyio.CancelScope(shield=True):
-            temp, sink = await anyio.to_thread.run_sync(self._create_temp)
+        try:
+            with anyio.CancelScope(shield=True):
+                temp, sink = await anyio.to_thread.run_sync(self._create_temp)
+        except OSError as error:
+            raise _store_fault(error) from error
         size = 0
         # The chunks as received, not joined: the loop copies no content bytes at all.
         buffer: list[bytes] = []
@@ -139,27 +237,28 @@ class FilesystemBlobStore:
         hashing, storing = _Lane(loop), _Lane(loop)
         queued: deque[asyncio.Future[tuple[None, None]]] = deque()
         try:
-            async for chunk in chunks:
-                buffer.append(chunk)
-                buffered += len(chunk)
-                size += len(chunk)
-                if buffered >= self.write_buffer_size or len(buffer) >= _MAX_PIECES:
-                    if len(queued) >= WRITE_DEPTH:
-                        await queued.popleft()
-                    queued.append(
-                        asyncio.gather(
-                            hashing.run(sink.hash, buffer), storing.run(sink.store, buffer)
+            try:
+                async for chunk in chunks:
+                    buffer.append(chunk)
+                    buffered += len(chunk)
+                    size += len(chunk)
+                    if buffered >= self.write_buffer_size or len(buffer) >= _MAX_PIECES:
+                        if len(queued) >= WRITE_DEPTH:
+                            await queued.popleft()
+                        queued.append(
+                            asyncio.gather(
+                                hashing.run(sink.hash, buffer), storing.run(sink.store, buffer)
+                            )
                         )
-                    )
-                    buffer = []
-                    buffered = 0
-            while queued:
-                await queued.popleft()
-            if buffer:
-                await anyio.to_thread.run_sync(sink.write, buffer)
-            await anyio.to_thread.run_sync(sink.seal)
-            key = sink.hasher.hexdigest()
-            await anyio.to_thread.run_sync(self._publish, temp, key)
+                        buffer = []
+                        buffered = 0
+                while queued:
+                    await queued.popleft()
+                if buffer:
+                    await anyio.to_thread.run_sync(sink.write, buffer)
+                await anyio.to_thread.run_sync(sink.seal)
+            except OSError as error:
+                raise _store_fault(error) from error
         except BaseException:
             # Shielded so that a cancelled upload (client disconnect) still cleans up after itself.
             with anyio.CancelScope(shield=True):
@@ -167,7 +266,7 @@ class FilesystemBlobStore:
                 await asyncio.gather(*queued, return_exceptions=True)
                 await anyio.to_thread.run_sync(_discard, sink, temp)
             raise
-        return BlobInfo(key=key, size=size)
+        return FileStaged(self, temp, BlobInfo(key=sink.hasher.hexdigest(), size=size))
 
     def _create_temp(self) -> tuple[Path, UploadSink]:
         _ensure_dir(self._temp_dir)
@@ -176,52 +275,26 @@ class FilesystemBlobStore:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         return temp, UploadSink(fd, direct_from=self.direct_from)
 
-    def _publish(self, temp: Path, key: str) -> None:
+    def _publish(self, temp: Path, key: str) -> bool:
         final = self._blob_path(key)
         _ensure_dir(final.parent)
         if final.exists():
-            # Identical content is already published (and durable): store it once.
-            temp.unlink()
-            return
-        # Blobs are immutable; read-only files make accidental in-place edits fail loudly.
-        os.chmod(temp, 0o444)
+            # Identical content is already published (and durable): store it once, and make
+            # it young again so that gc's grace period protects the version about to use it.
+            os.utime(final)
+            return False
+        # Blobs are immutable and health data: readable by the service user only, and
+        # read-only so that accidental in-place edits fail loudly.
+        os.chmod(temp, 0o400)
         os.replace(temp, final)
         _fsync_dir(final.parent)
+        return True
 
-    async def open(
-        self, key: str, start: int = 0, end: int | None = None
-    ) -> AsyncGenerator[bytes, None]:
-        if start < 0 or (end is not None and end < 0):
-            raise ValueError("range bounds must be non-negative")
-        if not _is_key(key):
-            raise BlobNotFound(key)
-        try:
-            # Shielded: a cancellation arriving mid-call would otherwise lose the open handle.
-            with anyio.CancelScope(shield=True):
-                file = await anyio.to_thread.run_sync(_open_at, self._blob_path(key), start)
-        except FileNotFoundError:
-            raise BlobNotFound(key) from None
-        try:
-            remaining = None if end is None else max(0, end - start)
-            while remaining is None or remaining > 0:
-                size = self.chunk_size if remaining is None else min(self.chunk_size, remaining)
-                data = await anyio.to_thread.run_sync(file.read, size)
-                if not data:
-                    break
-                if remaining is not None:
-                    remaining -= len(data)
-                yield data
-        finally:
-            # Closing is one cheap syscall; doing it inline also works while being cancelled.
-            file.close()
+    def open(self, key: str, start: int = 0, end: int | None = None) -> FileBody:
+        return FileBody(self, key, start, end)
 
-    def small_content(self, key: str, size: int) -> bytes | None:
-        if size > self._small.max_item:
-            return None
-        path = self.path(key)
-        return None if path is None else self._small.get(key, path, size)
-
-    def path(self, key: str) -> Path | None:
+    def local_file(self, key: str) -> Path | None:
+        """The published file of ``key``, or None; looked up on the caller's thread."""
         if not _is_key(key):
             return None
         path = self._known.get(key)
@@ -236,35 +309,93 @@ class FilesystemBlobStore:
         return path
 
     async def exists(self, key: str) -> bool:
-        return await anyio.to_thread.run_sync(self.path, key) is not None
+        return await anyio.to_thread.run_sync(self.local_file, key) is not None
+
+    async def stat(self, key: str) -> StoredBlob | None:
+        if not _is_key(key):
+            return None
+        try:
+            info = await anyio.to_thread.run_sync(self._blob_path(key).stat)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise _store_fault(error) from error
+        return StoredBlob(key, info.st_size, info.st_mtime)
 
     async def delete(self, key: str) -> None:
         if not _is_key(key):
             return
         # Empty fan-out folders are kept: removing them would race with a concurrent put.
         self._known.pop(key, None)
-        self._small.forget(key)
         await anyio.to_thread.run_sync(self._blob_path(key).unlink, True)
 
-    async def sweep_temp(self, older_than_seconds: float) -> int:
-        """Remove temp files left by crashed uploads; returns how many were removed.
+    async def stored(self) -> AsyncIterator[StoredBlob]:
+        try:
+            tops = await anyio.to_thread.run_sync(_subfolders, self.root)
+        except OSError as error:
+            raise _store_fault(error) from error
+        for top in tops:
+            if top.name == "tmp":
+                continue
+            # One fan-out folder (up to 256 subfolders) per thread hop.
+            for blob in await anyio.to_thread.run_sync(_blobs_under, top):
+                yield blob
 
-        Only files untouched for ``older_than_seconds`` go, so uploads in progress survive.
-        """
-        return await anyio.to_thread.run_sync(self._sweep_temp, older_than_seconds)
+    async def leftovers(self, older_than: float, *, remove: bool) -> list[Leftover]:
+        try:
+            return await anyio.to_thread.run_sync(self._leftovers, older_than, remove)
+        except OSError as error:
+            raise _store_fault(error) from error
 
-    def _sweep_temp(self, older_than_seconds: float) -> int:
-        cutoff = time.time() - older_than_seconds
-        removed = 0
+    def _leftovers(self, older_than: float, remove: bool) -> list[Leftover]:
+        cutoff = time.time() - older_than
+        found: list[Leftover] = []
         try:
             entries = list(os.scandir(self._temp_dir))
         except FileNotFoundError:
-            return 0
+            return found
         for entry in entries:
             try:
-                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                info = entry.stat(follow_symlinks=False)
+                if not entry.is_file(follow_symlinks=False) or info.st_mtime >= cutoff:
+                    continue
+                if remove:
                     os.unlink(entry.path)
-                    removed += 1
             except FileNotFoundError:
                 continue  # finished or swept concurrently
-        return removed
+            found.append(Leftover(f"tmp/{entry.name}", info.st_size, info.st_mtime))
+        return found
+
+    async def check(self) -> None:
+        try:
+            await anyio.to_thread.run_sync(self._check)
+        except OSError as error:
+            raise _store_fault(error) from error
+
+    def _check(self) -> None:
+        _ensure_dir(self._temp_dir)
+        if not os.access(self._temp_dir, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "the content folder is not writable")
+
+    async def close(self) -> None:
+        return None
+
+
+def _subfolders(root: Path) -> list[Path]:
+    try:
+        return sorted(Path(e.path) for e in os.scandir(root) if e.is_dir(follow_symlinks=False))
+    except FileNotFoundError:
+        return []
+
+
+def _blobs_under(top: Path) -> list[StoredBlob]:
+    found: list[StoredBlob] = []
+    for middle in _subfolders(top):
+        for entry in os.scandir(middle):
+            if _is_key(entry.name) and entry.is_file(follow_symlinks=False):
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                found.append(StoredBlob(entry.name, info.st_size, info.st_mtime))
+    return found

@@ -1,0 +1,216 @@
+"""The composition root: everything fhirbin runs on, built from Settings in one place.
+
+``open_runtime`` chooses the catalogue by ``FHIRBIN_DATABASE_URL`` (empty: the embedded SQLite
+file; ``postgresql://``: PostgreSQL) and the content store by ``FHIRBIN_STORAGE_URL`` (empty: a
+local folder; ``s3://``: a bucket), wraps the store in the small-content cache, and builds the
+screener, the token keys, the verifier and the authenticator. The web application (through its
+lifespan), every CLI command and the tests use the same frozen ``Runtime``; only this module and
+``cli.py`` read settings, and only this module decides which backend serves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fhirbin.auditlog import AuditLog
+from fhirbin.auth.keyfile import load_or_create_signing_key
+from fhirbin.auth.keyring import KeyMaterial, KeyRing, material_of, new_key_material
+from fhirbin.auth.revocation import ClientStatusCache
+from fhirbin.auth.tokens import TokenIssuer, TokenVerifier
+from fhirbin.config import Settings, SettingsError
+from fhirbin.faults import DependencyUnavailable, OutOfSpace
+from fhirbin.identity.authenticator import Authenticator, build_authenticator
+from fhirbin.metadata.base import MetadataStore, SigningKeyRecord
+from fhirbin.metadata.sql import SqlMetadataStore
+from fhirbin.scanning.screener import build_screener
+from fhirbin.service import BinaryService
+from fhirbin.storage.base import BlobStore
+from fhirbin.storage.cached import CachedBlobStore
+from fhirbin.storage.filesystem import FilesystemBlobStore
+
+
+def uses_embedded_catalogue(settings: Settings) -> bool:
+    return not settings.database_url.strip()
+
+
+def uses_local_content(settings: Settings) -> bool:
+    return not settings.storage_url.strip()
+
+
+def describe(settings: Settings) -> str:
+    """Where this deployment keeps its data, for start-up lines and CLI output (no secrets)."""
+    from fhirbin.metadata.engine import database_display
+
+    catalogue = (
+        f"SQLite {settings.database_path.resolve()}"
+        if uses_embedded_catalogue(settings)
+        else database_display(settings.database_url)
+    )
+    content = (
+        str(settings.blob_dir.resolve())
+        if uses_local_content(settings)
+        else settings.storage_url.strip()
+    )
+    return f"catalogue {catalogue}; content {content}"
+
+
+async def open_catalogue(settings: Settings, *, migrate: bool = True) -> SqlMetadataStore:
+    """The catalogue ``FHIRBIN_DATABASE_URL`` names, its schema upgraded unless ``migrate`` is
+    False (on PostgreSQL under a lock, so that nodes starting together take turns)."""
+    if uses_embedded_catalogue(settings):
+        _private_folder(settings.data_dir)
+    return await SqlMetadataStore.open(settings.catalogue_url, migrate=migrate)
+
+
+def open_content_store(settings: Settings, environ: Mapping[str, str]) -> BlobStore:
+    """The content store ``FHIRBIN_STORAGE_URL`` names (not cached; see ``open_runtime``)."""
+    url = settings.storage_url.strip()
+    if not url:
+        _private_folder(settings.data_dir)
+        return FilesystemBlobStore(settings.blob_dir)
+    if url.startswith("s3://"):
+        from fhirbin.storage.s3 import S3BlobStore
+
+        return S3BlobStore.from_url(
+            url, endpoint_url=settings.s3_endpoint_url.strip() or None, env=environ
+        )
+    raise SettingsError(
+        f"FHIRBIN_STORAGE_URL: {url!r} is neither empty (a local folder) nor s3://bucket/prefix"
+    )
+
+
+def _private_folder(folder: Path) -> None:
+    # Health data: the data folder belongs to the service user alone (docs/operations.md).
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+async def stored_keys(catalogue: MetadataStore, settings: Settings) -> list[KeyMaterial]:
+    """The token signing keys: the mounted file when ``FHIRBIN_SIGNING_KEY`` names one, else
+    the catalogue's, made on first start (a key file of an older release is taken over)."""
+    path = settings.signing_key_path
+    if path is not None:
+        return [material_of(load_or_create_signing_key(path), datetime.now(UTC))]
+
+    def first() -> SigningKeyRecord:
+        legacy = settings.legacy_signing_key_path
+        if legacy.exists():
+            material = material_of(load_or_create_signing_key(legacy), datetime.now(UTC))
+        else:
+            material = new_key_material(datetime.now(UTC))
+        return _record(material)
+
+    await catalogue.ensure_signing_key(first)
+    return [_material(record) for record in await catalogue.signing_keys()]
+
+
+def _record(material: KeyMaterial) -> SigningKeyRecord:
+    return SigningKeyRecord(material.kid, material.private_pem, material.created_at)
+
+
+def _material(record: SigningKeyRecord) -> KeyMaterial:
+    return KeyMaterial(record.kid, record.private_pem, record.created_at)
+
+
+async def rotate_keys(catalogue: MetadataStore) -> KeyMaterial:
+    """Add a new signing key to the catalogue (``fhirbin keys rotate``); nodes sign with it once
+    every node has seen it (auth/keyring.py)."""
+    material = new_key_material(datetime.now(UTC))
+    await catalogue.add_signing_key(_record(material))
+    return material
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Everything a request or a command needs; made by ``open_runtime``, closed by ``close``."""
+
+    settings: Settings
+    base_url: str
+    catalogue: MetadataStore
+    blobs: CachedBlobStore
+    service: BinaryService
+    keys: KeyRing
+    verifier: TokenVerifier
+    authenticator: Authenticator
+    clients: ClientStatusCache
+    #: buffered audit records; the web app starts and stops its background writer
+    audit: AuditLog
+
+    @property
+    def issuer(self) -> TokenIssuer:
+        """The token issuer of the key that signs now."""
+        return self.keys.signer
+
+    async def refresh_keys(self) -> None:
+        """Take keys made by other nodes (``fhirbin keys rotate``); run every few seconds."""
+        if self.settings.signing_key_path is not None:
+            return
+        self.keys.load(
+            [_material(r) for r in await self.catalogue.signing_keys()], datetime.now(UTC)
+        )
+        self.verifier.trust(self.keys.public_keys)
+
+    async def check(self) -> dict[str, str]:
+        """The dependencies that cannot serve now, each with what is wrong; empty when ready."""
+        failing: dict[str, str] = {}
+        try:
+            await self.catalogue.check()
+        except (DependencyUnavailable, OutOfSpace) as fault:
+            failing["database"] = fault.detail
+        try:
+            await self.blobs.check()
+        except (DependencyUnavailable, OutOfSpace) as fault:
+            failing["content store"] = fault.detail
+        return failing
+
+    async def close(self) -> None:
+        try:
+            await self.authenticator.close()
+        finally:
+            try:
+                await self.blobs.close()
+            finally:
+                await self.catalogue.close()
+
+
+async def open_runtime(
+    settings: Settings, environ: Mapping[str, str] | None = None, *, migrate: bool = True
+) -> Runtime:
+    """Open the stores and build everything on them (see the module docstring)."""
+    env = os.environ if environ is None else environ
+    catalogue = await open_catalogue(settings, migrate=migrate)
+    try:
+        blobs = CachedBlobStore(open_content_store(settings, env))
+        base_url = settings.public_base_url
+        keys = KeyRing(base_url, refresh_interval=settings.revocation_check_interval)
+        keys.load(await stored_keys(catalogue, settings), datetime.now(UTC))
+        verifier = TokenVerifier(keys.public_keys, issuer=base_url)
+        service = BinaryService(
+            blobs,
+            catalogue,
+            max_size=settings.max_binary_size,
+            screener=build_screener(settings),
+        )
+
+        async def active(client_id: str) -> bool:
+            client = await catalogue.get_client(client_id)
+            return client is not None and client.active
+
+        return Runtime(
+            settings=settings,
+            base_url=base_url,
+            catalogue=catalogue,
+            blobs=blobs,
+            service=service,
+            keys=keys,
+            verifier=verifier,
+            authenticator=build_authenticator(settings, verifier),
+            clients=ClientStatusCache(active, settings.revocation_check_interval),
+            audit=AuditLog(catalogue),
+        )
+    except BaseException:
+        await catalogue.close()
+        raise
