@@ -44,6 +44,7 @@ from fhirbin.storage.s3upload import MultipartUpload
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import HeadObjectOutputTypeDef
 
 MIB = 1 << 20
 PART_SIZE = 8 * MIB  # S3's minimum is 5 MiB for every part but the last
@@ -234,15 +235,14 @@ class S3BlobStore(Staging):
 
     async def _publish(self, name: str, info: BlobInfo) -> bool:
         target = self._blob_name(info.key)
-        s3 = await self._client()
         fresh = not await self.exists(info.key)
         # Stored already: copying it onto itself renews its Last-Modified, which is the age
         # ``fhirbin gc`` reads, so the grace period starts again for the version about to
         # reference it. Otherwise the staged object becomes the blob. A race between two
-        # nodes copies identical bytes to one name twice: still one object.
+        # nodes copies identical bytes to one name twice: still one object. The staged
+        # object stays until ``discard`` (``put`` discards at once), so publishing again
+        # after a False still works if gc removed the blob in between.
         await self._copy(target if not fresh else name, target, info.size)
-        with self.faults("removing a staged upload"):
-            await s3.delete_object(Bucket=self.bucket, Key=name)
         return fresh
 
     async def _read(
@@ -255,12 +255,12 @@ class S3BlobStore(Staging):
         s3 = await self._client()
         if end is not None and end <= start:
             # Nothing to send, but an unknown key must still read as unknown.
-            if not await self._head(name):
+            if await self._head(name) is None:
                 raise BlobNotFound(key)
             return
         with self.faults("reading a blob"):
             try:
-                # Always ranged: "bytes=0-" of an empty object is InvalidRange, which reads as empty.
+                # Always ranged: "bytes=0-" of an empty object is InvalidRange: empty.
                 got = await s3.get_object(Bucket=self.bucket, Key=name, Range=_range(start, end))
             except ClientError as exc:
                 if error_code(exc) in _MISSING:
@@ -283,19 +283,28 @@ class S3BlobStore(Staging):
         name = self._blob_name(key) if _KEY.fullmatch(key) else None
         return S3Body(self._read(name, start, end, key))
 
-    async def _head(self, name: str) -> bool:
+    async def _head(self, name: str) -> HeadObjectOutputTypeDef | None:
         s3 = await self._client()
         with self.faults("looking up a blob"):
             try:
-                await s3.head_object(Bucket=self.bucket, Key=name)
+                return await s3.head_object(Bucket=self.bucket, Key=name)
             except ClientError as exc:
                 if error_code(exc) in _MISSING:
-                    return False
+                    return None
                 raise
-        return True
 
     async def exists(self, key: str) -> bool:
-        return _KEY.fullmatch(key) is not None and await self._head(self._blob_name(key))
+        return await self.stat(key) is not None
+
+    async def stat(self, key: str) -> StoredBlob | None:
+        if not _KEY.fullmatch(key):
+            return None
+        head = await self._head(self._blob_name(key))
+        if head is None:
+            return None
+        # Last-Modified, as the listing in ``stored`` reports it (to the second).
+        modified = head["LastModified"].timestamp()
+        return StoredBlob(key=key, size=head["ContentLength"], modified=modified)
 
     async def delete(self, key: str) -> None:
         if _KEY.fullmatch(key):
