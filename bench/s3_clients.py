@@ -208,7 +208,9 @@ async def obstore_get_small(obstore: Any, store: Any, key: str) -> None:
     await result.bytes_async()
 
 
-async def small_gets(get: Callable[[], Any], total: int = 3000, width: int = 32) -> dict[str, float]:
+async def small_gets(
+    get: Callable[[], Any], total: int = 3000, width: int = 32
+) -> dict[str, float]:
     for _ in range(50):
         await get()
     latencies: list[float] = []
