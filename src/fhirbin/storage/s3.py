@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 MIB = 1 << 20
 PART_SIZE = 8 * MIB  # S3's minimum is 5 MiB for every part but the last
 COPY_PART = 64 * MIB  # larger blobs are copied in ranges: each request ends in seconds
+COPIES_IN_FLIGHT = 4
 CLEANUP_WITHIN = 10.0
 _KEY = re.compile(r"[0-9a-f]{64}")
 _MISSING = {"NoSuchKey", "404", "NotFound"}
@@ -215,9 +216,13 @@ class S3BlobStore(Staging):
                 )
             return
         upload = await MultipartUpload.create(s3, self.faults, self.bucket, target, 1)
-        try:
-            for number, start in enumerate(range(0, size, COPY_PART), 1):
-                end = min(start + COPY_PART, size) - 1
+        # Ranges are copied a few at once: on a server that copies the data (SeaweedFS) the
+        # copy is I/O bound and gains from parallel requests, as uploads do.
+        slots = asyncio.Semaphore(COPIES_IN_FLIGHT)
+
+        async def copy_range(number: int, start: int) -> None:
+            end = min(start + COPY_PART, size) - 1
+            async with slots:
                 with self.faults("publishing a blob"):
                     copied = await s3.upload_part_copy(
                         Bucket=self.bucket,
@@ -227,7 +232,12 @@ class S3BlobStore(Staging):
                         CopySource={"Bucket": self.bucket, "Key": source},
                         CopySourceRange=f"bytes={start}-{end}",
                     )
-                upload.copied(number, copied["CopyPartResult"]["ETag"])
+            upload.copied(number, copied["CopyPartResult"]["ETag"])
+
+        try:
+            await asyncio.gather(
+                *(copy_range(n, start) for n, start in enumerate(range(0, size, COPY_PART), 1))
+            )
             await upload.complete()
         except BaseException:
             await self._shielded(upload.abort)
