@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.pg_support import PostgresCluster, PostgresMissing
+from tests.s3_support import seaweed  # noqa: F401  (the session's S3 server)
 
 
 @pytest.fixture
