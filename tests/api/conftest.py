@@ -16,17 +16,37 @@ from tests.support import ALL_SCOPES, BASE, register
 TokenFactory = Callable[..., Awaitable[str]]
 
 
+@pytest.fixture(params=["embedded"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which stores the app runs on. Modules that also run on PostgreSQL + S3 override this
+    fixture with ``params=BACKENDS`` (see ``backends``)."""
+    param: str = request.param
+    return param
+
+
+#: Both deployments: the embedded default, and PostgreSQL + S3 (real servers, tests/conftest.py).
+BACKENDS = ["embedded", "scaleout"]
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(
-        {},
-        {
-            "data_dir": tmp_path / "data",
-            "base_url": BASE,
-            "revocation_check_interval": 0,
-            "max_binary_size": 1024 * 1024,
-        },
-    )
+def settings(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    values: dict[str, object] = {
+        "data_dir": tmp_path / "data",
+        "base_url": BASE,
+        "revocation_check_interval": 0,
+        "max_binary_size": 1024 * 1024,
+    }
+    if backend == "scaleout":
+        postgres = request.getfixturevalue("postgres")
+        seaweed = request.getfixturevalue("seaweed")
+        values["database_url"] = postgres.new_database()
+        values["storage_url"] = seaweed.fresh_url()
+        values["s3_endpoint_url"] = seaweed.endpoint
+        for name, value in seaweed.env.items():
+            monkeypatch.setenv(name, value)
+    return load_settings({}, values)
 
 
 @pytest.fixture

@@ -9,7 +9,16 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from tests.api.conftest import BACKENDS
+
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """These run on the embedded stores and on PostgreSQL + S3."""
+    param: str = request.param
+    return param
 
 CONTENT = bytes(range(256)) * 40  # 10240 bytes
 

@@ -8,9 +8,17 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from tests.api.conftest import BACKENDS
 from tests.support import BASE
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """These run on the embedded stores and on PostgreSQL + S3."""
+    param: str = request.param
+    return param
 
 
 async def put_text(client: httpx.AsyncClient, auth: dict[str, str], text: str) -> str:

@@ -9,9 +9,17 @@ import json
 import httpx
 import pytest
 
+from tests.api.conftest import BACKENDS
 from tests.support import BASE
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """These run on the embedded stores and on PostgreSQL + S3."""
+    param: str = request.param
+    return param
 
 
 async def post(client: httpx.AsyncClient, auth: dict[str, str], body: bytes = b"v1") -> str:
