@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import json
 import statistics
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import make_url
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from fhirbin.metadata import queries
@@ -33,10 +36,14 @@ IDS = 1000
 
 
 def a_version(binary_id: str, number: int) -> BinaryVersion:
-    return BinaryVersion(binary_id, number, datetime.now(UTC), "application/pdf", None, 1, "ab" * 32)
+    return BinaryVersion(
+        binary_id, number, datetime.now(UTC), "application/pdf", None, 1, "ab" * 32
+    )
 
 
-async def timed(total: int, tasks: int, one: Callable[[int], Awaitable[object]]) -> tuple[float, float]:
+async def timed(
+    total: int, tasks: int, one: Callable[[int], Awaitable[object]]
+) -> tuple[float, float]:
     """(operations per second, median latency in ms) of ``total`` calls from ``tasks`` tasks."""
     latencies: list[float] = []
 
@@ -65,18 +72,52 @@ async def measure(url: str, driver: str, reads: int, writes: int) -> None:
         async with engine.connect() as connection:
             return (await connection.execute(queries.newest(f"id-{n % IDS}"))).first()
 
-    async def add(n: int) -> object:
-        return await store.add_version(a_version(f"w-{driver}-{n}", 1))
+    async def add(n: int) -> None:
+        await store.add_version(a_version(f"w-{driver}-{n}", 1))
+
+    async def add_from(first: int, n: int) -> None:
+        await add(first + n)
 
     await timed(500, 8, lookup)  # warm the pool and the statement caches
     for tasks in (1, 32):
         rate, median = await timed(reads, tasks, lookup)
         print(f"{driver:8} newest      tasks={tasks:2}: {rate:7.0f}/s  median {median:.2f} ms")
     for tasks in (1, 32):
-        offset = 0 if tasks == 1 else writes
-        rate, median = await timed(writes, tasks, lambda n: add(n + offset))
+        first = 0 if tasks == 1 else writes  # fresh ids: every add is a new row
+        rate, median = await timed(writes, tasks, functools.partial(add_from, first))
         print(f"{driver:8} add_version tasks={tasks:2}: {rate:7.0f}/s  median {median:.2f} ms")
+    if driver == "asyncpg":
+        await breakdown(url)
     await engine.dispose()
+
+
+async def breakdown(url: str) -> None:
+    """Where a lookup's time goes: the server's execution alone, and asyncpg without SQLAlchemy."""
+    import asyncpg  # type: ignore[import-untyped]  # no stubs
+
+    connection = await asyncpg.connect(url)
+    try:
+        compiled = queries.newest("id-1").compile(
+            dialect=PGDialect_asyncpg(),  # type: ignore[no-untyped-call]
+            compile_kwargs={"literal_binds": True},
+        )
+        sql = str(compiled)
+        plan = await connection.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
+        server_ms = json.loads(plan)[0]["Execution Time"]
+        statement = await connection.prepare(
+            "SELECT id, version, last_updated, content_type, security_context, size, sha256,"
+            " deleted FROM binary_version WHERE id = $1 ORDER BY version DESC LIMIT 1"
+        )
+
+        async def fetch(n: int) -> object:
+            row: object = await statement.fetchrow(f"id-{n % IDS}")
+            return row
+
+        rate, median = await timed(2000, 1, fetch)
+        print(f"asyncpg  raw prepared  tasks= 1: {rate:7.0f}/s  median {median:.2f} ms")
+        print(f"server execution of newest: {server_ms:.3f} ms")
+    finally:
+        await connection.close()
 
 
 async def main() -> None:

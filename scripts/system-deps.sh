@@ -8,8 +8,11 @@
 #                   of their own (tests/clamd_support.py). The packaged clamd and freshclam
 #                   services are never left running or enabled: freshclam would try to download
 #                   signatures, and the tests need no system-wide clamd.
+#   postgresql      the server binaries (/usr/lib/postgresql/<major>/bin) the catalogue tests use
+#                   to start a private cluster of their own (tests/pg_support.py); the packaged
+#                   cluster is not started (policy-rc.d below) and the tests never use it.
 set -euo pipefail
-needed=(curl openssl libmagic1 clamav-daemon)
+needed=(curl openssl libmagic1 clamav-daemon postgresql)
 missing=()
 for pkg in "${needed[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

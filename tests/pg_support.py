@@ -50,16 +50,15 @@ class PostgresMissing(RuntimeError):
     """The PostgreSQL server binaries are not installed."""
 
 
-def find_binaries() -> Path:
-    """The newest ``/usr/lib/postgresql/<major>/bin`` holding ``initdb`` and ``pg_ctl``."""
-    root = Path("/usr/lib/postgresql")
+def find_binaries(root: Path = Path("/usr/lib/postgresql")) -> Path:
+    """The newest ``<root>/<major>/bin`` holding ``initdb`` and ``pg_ctl``."""
     found = sorted(
         (p for p in root.glob("*/bin") if (p / "initdb").exists() and (p / "pg_ctl").exists()),
         key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
     )
     if not found:
         raise PostgresMissing(
-            "PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin: install Debian's "
+            f"PostgreSQL server binaries not found in {root}/*/bin: install Debian's "
             "`postgresql` package (scripts/system-deps.sh, which `make test` runs, does it)"
         )
     return found[-1]
@@ -134,9 +133,13 @@ class PostgresCluster:
         self.running = True
 
     def stop(self) -> None:
-        """Stop the server at once (connections are cut, as when a database host goes away)."""
+        """Stop the server, cutting every connection (as when a database host goes away).
+
+        "fast", not "immediate": with synchronous_commit off, an immediate stop could lose the
+        last commits, and a test that starts the server again expects to find them.
+        """
         if self.running:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
             self.running = False
 
     def destroy(self) -> None:

@@ -6,6 +6,7 @@ Part of the MetadataStore contract: runs on every database of ``support.DATABASE
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -54,11 +55,15 @@ async def test_ensure_signing_key_makes_one_only_when_there_is_none(
     assert made == ["k1"]
 
 
+def maker(kid: str) -> Callable[[], SigningKeyRecord]:
+    return lambda: key(kid)
+
+
 async def test_nodes_starting_together_end_up_with_exactly_one_key(database: Database) -> None:
     nodes = [await database.open()] + [await database.open(migrate=False) for _ in range(5)]
     try:
         found = await asyncio.gather(
-            *(node.ensure_signing_key(lambda n=n: key(f"node-{n}")) for n, node in enumerate(nodes))
+            *(node.ensure_signing_key(maker(f"node-{n}")) for n, node in enumerate(nodes))
         )
         assert len({k.kid for k in found}) == 1
         assert await nodes[0].signing_keys() == [found[0]]

@@ -100,13 +100,57 @@ async def test_migrated_schema_is_exactly_the_table_definitions(
                 assert stored[index.name] == declared
 
 
-async def test_concurrent_migrations_of_a_new_database_both_succeed(database: Database) -> None:
-    await asyncio.gather(migrate(database.url), migrate(database.url))
+async def test_six_concurrent_migrations_of_a_new_database_all_succeed(database: Database) -> None:
+    # As six nodes starting at once: each migrate() has its own thread, event loop and engine.
+    await asyncio.gather(*(migrate(database.url) for _ in range(6)))
     store = await database.open(migrate=False)
     try:
         assert await schema_revision(store.engine) == head_revision()
+        await store.add_version(version())  # the schema is whole, created once
+        assert await store.current("a") == version()
     finally:
         await store.close()
+
+
+ORDERED_COLUMNS = [
+    ("audit_event", "id"),
+    ("binary_version", "id"),
+    ("binary_version", "sha256"),
+    ("client", "client_id"),
+    ("signing_key", "kid"),
+]
+
+
+async def test_ordered_ids_compare_by_code_point_on_postgresql(
+    store: SqlMetadataStore, database: Database
+) -> None:
+    if database.kind != "postgresql":
+        pytest.skip("SQLite compares text by code point (BINARY) without being told")
+    query = sa.text(
+        "SELECT table_name, column_name, collation_name FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND collation_name IS NOT NULL"
+        " ORDER BY table_name, column_name"
+    )
+    async with store.engine.connect() as connection:
+        collated = [tuple(row) for row in await connection.execute(query)]
+    assert collated == [(table, column, "C") for table, column in ORDERED_COLUMNS]
+
+
+async def test_downgrading_0006_restores_the_default_collation(
+    store: SqlMetadataStore, database: Database
+) -> None:
+    await store.add_version(version("B", 1))
+    await store.add_version(version("a", 1))
+    await run_alembic(store.engine, command.downgrade, "0005")
+    if database.kind == "postgresql":
+        query = sa.text(
+            "SELECT count(*) FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND collation_name = 'C'"
+        )
+        async with store.engine.connect() as connection:
+            assert (await connection.execute(query)).scalar_one() == 0
+    await run_alembic(store.engine, command.upgrade, "head")
+    assert [v.id for v in await store.current_all()] == ["B", "a"]
 
 
 async def test_opening_without_migrate_leaves_the_database_unmigrated(database: Database) -> None:

@@ -12,7 +12,13 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from fhirbin.metadata.base import BinaryVersion, CatalogueQuery, Keyset, UpdatedRange
+from fhirbin.metadata.base import (
+    BinaryVersion,
+    CatalogueQuery,
+    HistoryQuery,
+    Keyset,
+    UpdatedRange,
+)
 from fhirbin.metadata.sql import SqlMetadataStore, to_micros
 from tests.metadata.support import (
     WHEN,
@@ -290,3 +296,17 @@ async def test_search_and_count_agree_with_the_reference_on_random_queries(
         )
         assert await store.search(query) == expected_search(rows, query), query
         assert await store.count(query) == len(expected_matches(rows, query)), query
+
+
+async def test_ids_order_by_code_point_on_every_database(store: SqlMetadataStore) -> None:
+    # Upper case, punctuation and lower case: code point order is "B" < "Z" < "_" < "a" < "b",
+    # which a language's collation (the test PostgreSQL cluster's en-US) would not give.
+    ids = ["b", "a", "_", "Z", "B"]
+    for binary_id in ids:
+        await store.add_version(version(binary_id, 1, last_updated=WHEN))
+    assert [v.id for v in await store.search(CatalogueQuery())] == sorted(ids)
+    page = await store.search(CatalogueQuery(limit=2))
+    rest = await store.search(CatalogueQuery(after=keyset(page[-1])))
+    assert [v.id for v in page + rest] == sorted(ids)
+    newest_first = await store.history(HistoryQuery())
+    assert [v.id for v in newest_first] == sorted(ids, reverse=True)
