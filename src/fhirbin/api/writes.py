@@ -64,7 +64,10 @@ async def _upload(request: Request, service: BinaryService) -> Upload:
         # base64 is 4/3 of the content, plus room for the markup around it.
         limit = service.max_size * 4 // 3 + 65536
         body = await read_body(request, limit, too_large(service.max_size))
-        parsed = parse_binary_resource(body) if fhir_json else parse_binary_xml(body)
+        if fhir_json:
+            parsed = parse_binary_resource(body, must_be_json=is_fhir_json_type(content_type))
+        else:
+            parsed = parse_binary_xml(body, must_be_xml=is_fhir_xml_type(content_type))
         if parsed is not None:
             return _from_resource(parsed, header_context)
         return Upload(content_type, header_context, _once(body), Return.MINIMAL)
