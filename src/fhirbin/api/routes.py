@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
+from starlette._utils import get_route_path
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette._utils import get_route_path
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Receive, Scope, Send
 
