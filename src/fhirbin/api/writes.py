@@ -14,7 +14,7 @@ from fhirbin.api.audit import write_audit
 from fhirbin.api.render import binary_response, pretty, resource_response
 from fhirbin.api.requests import content_length, read_body, runtime
 from fhirbin.errors import BadRequest
-from fhirbin.fhir.binary import etag, http_date
+from fhirbin.fhir.binary import binary_summary_json, etag, http_date
 from fhirbin.fhir.binary_parse import ParsedBinary, parse_binary_resource
 from fhirbin.fhir.conditional import if_match_ok
 from fhirbin.fhir.ids import check_id, check_writable_id
@@ -34,6 +34,9 @@ from fhirbin.metadata.base import BinaryVersion
 from fhirbin.service import BinaryService, too_large
 
 
+_NO_SNIFF = {"X-Content-Type-Options": "nosniff"}
+
+
 @dataclass(frozen=True)
 class Upload:
     """What a create or update body amounts to."""
@@ -41,7 +44,8 @@ class Upload:
     content_type: str
     security_context: str | None
     chunks: AsyncIterable[bytes]
-    #: D7: ``representation`` for FHIR resource bodies, ``minimal`` for native ones
+    #: ``representation`` for FHIR resource bodies, ``SUBSET`` for native ones
+    #: (docs/decisions.md#prefer-on-writes)
     default_return: Return
     #: the id inside a FHIR Binary body (None for native bodies)
     body_id: str | None = None
@@ -70,11 +74,11 @@ async def _upload(request: Request, service: BinaryService) -> Upload:
             parsed = parse_binary_xml(body, must_be_xml=is_fhir_xml_type(content_type))
         if parsed is not None:
             return _from_resource(parsed, header_context)
-        return Upload(content_type, header_context, _once(body), Return.MINIMAL)
+        return Upload(content_type, header_context, _once(body), Return.SUBSET)
     declared = content_length(request)
     if declared is not None and declared > service.max_size:
         raise too_large(service.max_size)  # decided before reading a byte
-    return Upload(content_type, header_context, request.stream(), Return.MINIMAL)
+    return Upload(content_type, header_context, request.stream(), Return.SUBSET)
 
 
 def _from_resource(parsed: ParsedBinary, header_context: str | None) -> Upload:
@@ -111,7 +115,8 @@ def _check_context(request: Request, access: Access, upload: Upload) -> None:
 
 
 def _returning(request: Request, upload: Upload) -> tuple[Return, Representation]:
-    """Decision D7, settled before anything is stored so a refusal leaves nothing behind."""
+    """The answer's form (docs/decisions.md#prefer-on-writes), settled before anything is
+    stored so a refusal leaves nothing behind."""
     fmt = fhir_format(request.query_params.get("_format"), request.headers.get("accept"))
     returning = prefer_return(request.headers.get("prefer"), upload.default_return)
     return returning, fmt
@@ -186,7 +191,8 @@ def _written(
     status_code: int,
 ) -> Response:
     """201/200 with Location, ETag and Last-Modified (R4 http.html#create, #update; R5 wants
-    Location on 200 too), the body per ``Prefer`` (R4 http.html#prefer, D7)."""
+    Location on 200 too), the body per ``Prefer`` (R4 http.html#prefer,
+    docs/decisions.md#prefer-on-writes)."""
     rt = runtime(request)
     headers = {
         "Location": f"{rt.base_url}/Binary/{version.id}/_history/{version.version}",
@@ -201,6 +207,16 @@ def _written(
             pretty=pretty(request),
             status_code=status_code,
             extra_headers={"Location": headers["Location"]},
+        )
+    if returning is Return.SUBSET:
+        # Clients such as Medplum's createBinary read the id from the body: tell it, and the
+        # meta, without echoing the content (R4 search.html#summary: tagged SUBSETTED).
+        return resource_response(
+            binary_summary_json(version),
+            fmt,
+            pretty=pretty(request),
+            status_code=status_code,
+            headers={**headers, **_NO_SNIFF},
         )
     if returning is Return.OPERATION_OUTCOME:
         verb = "Created" if status_code == 201 else "Updated"
