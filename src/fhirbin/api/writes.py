@@ -33,7 +33,6 @@ from fhirbin.fhir.xml_parse import parse_binary_xml
 from fhirbin.metadata.base import BinaryVersion
 from fhirbin.service import BinaryService, too_large
 
-
 _NO_SNIFF = {"X-Content-Type-Options": "nosniff"}
 
 
