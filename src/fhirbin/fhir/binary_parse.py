@@ -68,7 +68,26 @@ def parse_binary_resource(body: bytes, *, must_be_json: bool = False) -> ParsedB
     if not isinstance(doc, dict) or doc.get("resourceType") != "Binary":
         return None
     if duplicates:  # json.html: properties appear once; "last one wins" would hide content
-        raise BadRequest(f"Property {duplicates[0]!r} appears more than once.", expression="Binary")
+        raise BadRequest(duplicate_property(duplicates[0]), expression="Binary")
+    content_type, security_context, body_id = check_binary_document(doc)
+    data = decode_data(_string(doc, "data")) if "data" in doc else b""
+    return ParsedBinary(content_type, security_context, data, body_id)
+
+
+#: The top-level elements whose values :func:`check_binary_document` reads.
+BINARY_ELEMENTS = frozenset(
+    {"resourceType", "contentType", "data", "securityContext", "id", "meta", "language"}
+)
+
+
+def duplicate_property(name: str) -> str:
+    return f"Property {name[:100]!r} appears more than once."
+
+
+def check_binary_document(doc: dict[str, Any]) -> tuple[str, str | None, str | None]:
+    """``(contentType, securityContext reference, id)`` of a parsed Binary document, or
+    BadRequest naming the first element that is wrong. ``data`` is only checked to be a
+    non-empty string here; decoding it is the caller's."""
     for key in doc:
         _check_element(key)
     if "language" in doc:
@@ -85,12 +104,13 @@ def parse_binary_resource(body: bytes, *, must_be_json: bool = False) -> ParsedB
     content_type = check_content_type(
         _string(doc, "contentType"), "Binary.contentType", describes_request=False
     )
-    data = decode_data(_string(doc, "data")) if "data" in doc else b""
+    if "data" in doc:
+        _string(doc, "data")
     security_context = None
     if "securityContext" in doc:
         security_context = _security_context(doc["securityContext"])
     body_id = _string(doc, "id") if "id" in doc else None
-    return ParsedBinary(content_type, security_context, data, body_id)
+    return content_type, security_context, body_id
 
 
 def not_json(exc: Exception) -> BadRequest:
