@@ -119,9 +119,18 @@ def serve(**flags: Any) -> None:
         workers=settings.worker_count,
         log_level=settings.log_level,  # type: ignore[arg-type]
         websockets=False,
-        # Slow clients: the headers must arrive within FHIRBIN_HEADER_TIMEOUT.
+        # Idle and slow connections must not lock new clients out (docs/operations.md): the
+        # kernel queue holds up to 4,096 connections not yet accepted (capped by
+        # net.core.somaxconn), and each worker takes up to 16,384 at once (granian's default,
+        # backlog / workers, let ~1,000 idle sockets take every place for 30 s or more).
+        backlog=4096,
+        backpressure=16384,
+        # Slow clients: the headers must arrive within FHIRBIN_HEADER_TIMEOUT; an idle
+        # keep-alive connection is closed after it too.
         http1_settings=HTTP1Settings(
-            header_read_timeout=settings.header_timeout * 1000, max_buffer_size=READ_BUFFER
+            header_read_timeout=settings.header_timeout * 1000,
+            keep_alive=True,
+            max_buffer_size=READ_BUFFER,
         ),
     ).serve()
 

@@ -50,7 +50,8 @@ async def test_raw_create_answers_201_with_location_etag_and_last_modified(
     assert response.headers["location"] == f"{BASE}/Binary/{binary_id}/_history/1"
     assert response.headers["etag"] == 'W/"1"'
     assert response.headers["last-modified"].endswith(" GMT")
-    assert response.content == b""  # D7: return=minimal for native uploads
+    # docs/decisions.md#prefer-on-writes: id and meta without data
+    assert "data" not in response.json()
     assert binary_id == binary_id.lower()
     assert len(binary_id) == 36
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from defusedxml.ElementTree import fromstring  # type: ignore[import-untyped,unused-ignore]
 
 from tests.support import BASE
 
@@ -46,6 +47,29 @@ async def test_metadata_is_public_and_lists_exactly_what_works(client: httpx.Asy
     assert binary["readHistory"] is True
     assert binary["updateCreate"] is True
     assert binary["conditionalRead"] == "full-support"
+
+
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+
+async def test_metadata_names_the_token_endpoint_in_smart_oauth_uris(
+    client: httpx.AsyncClient,
+) -> None:
+    """fhirclient's backend-services login and fhir-kit-client read the token URL here."""
+    security = (await client.get("/fhir/metadata")).json()["rest"][0]["security"]
+    [ext] = [e for e in security["extension"] if e["url"] == OAUTH_URIS]
+    assert ext["extension"] == [{"url": "token", "valueUri": f"{BASE}/auth/token"}]
+    smart = (await client.get("/fhir/.well-known/smart-configuration")).json()
+    assert smart["token_endpoint"] == f"{BASE}/auth/token"
+    xml = await client.get("/fhir/metadata", params={"_format": "xml"})
+    assert xml.status_code == 200
+    ns = "{http://hl7.org/fhir}"
+    root = fromstring(xml.content)
+    [ext] = root.findall(f"{ns}rest/{ns}security/{ns}extension")
+    assert ext.get("url") == OAUTH_URIS
+    [token] = ext.findall(f"{ns}extension")
+    assert token.get("url") == "token"
+    assert token.find(f"{ns}valueUri").get("value") == f"{BASE}/auth/token"  # type: ignore[union-attr]
 
 
 async def test_smart_configuration_is_public_json_with_absolute_urls(

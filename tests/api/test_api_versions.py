@@ -271,7 +271,7 @@ async def test_update_needs_u_and_delete_needs_d(
 
 async def test_prefer_on_update(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
     binary_id = await post(client, auth)
-    minimal = await put(client, auth, binary_id, b"2")
+    minimal = await put(client, auth, binary_id, b"2", Prefer="return=minimal")
     assert minimal.content == b""
     rep = await put(client, auth, binary_id, b"3", Prefer="return=representation")
     assert base64.b64decode(rep.json()["data"]) == b"3"

@@ -340,3 +340,40 @@ def test_cached_refuses_an_expired_token_without_raising() -> None:
     verifier.verify(token, AUD, now=NOW + 1)
     assert verifier.knows(token)
     assert verifier.cached(token, AUD) is None
+
+
+# --- own tokens that this server would never have issued ------------------------------------------
+
+
+def test_a_future_nbf_is_refused_beyond_the_leeway() -> None:
+    _refused(_signed(_claims(nbf=NOW + 60)), "not valid yet")
+    _refused(_signed(_claims(nbf=NOW + 6)), "not valid yet")
+    claims = _verifier().verify(_signed(_claims(nbf=NOW + 5)), AUD, now=NOW)  # clock skew
+    assert claims.not_before == NOW + 5
+    assert _verifier().verify(_signed(_claims(nbf=NOW - 10)), AUD, now=NOW).client_id == "c1"
+
+
+def test_a_non_numeric_nbf_is_refused() -> None:
+    _refused(_signed(_claims(nbf="soon")), "nbf claim must be a number")
+
+
+def test_a_ten_year_token_is_refused() -> None:
+    ten_years = 10 * 365 * 24 * 3600
+    _refused(_signed(_claims(exp=NOW + ten_years)), "lives longer than the 300 s")
+
+
+def test_a_token_with_more_life_left_than_issued_is_refused_whatever_its_iat() -> None:
+    # iat set back so that exp - iat looks right, while exp is far away from now
+    _refused(_signed(_claims(iat=NOW + 3000, exp=NOW + 3300)), "issued in the future")
+    _refused(_signed(_claims(iat=NOW, exp=NOW + 3300)), "lives longer")
+
+
+def test_the_lifetime_bound_is_the_issuers_ttl_plus_the_leeway() -> None:
+    assert _verifier().verify(_signed(_claims(exp=NOW + 305)), AUD, now=NOW).client_id == "c1"
+    _refused(_signed(_claims(exp=NOW + 306)), "lives longer")
+    long_lived = TokenVerifier(_issuer().public_keys, ISSUER, max_lifetime=3600)
+    token = _issuer().issue(audience=AUD, client_id="c1", scope="s", ttl=3600, now=NOW)
+    assert long_lived.verify(token, AUD, now=NOW).expires_at == NOW + 3600
+    _refused(token, "lives longer")  # the default verifier: 300 s
+    with pytest.raises(ValueError, match="max_lifetime"):
+        TokenVerifier(_issuer().public_keys, ISSUER, max_lifetime=0)

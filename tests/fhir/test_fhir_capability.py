@@ -127,3 +127,28 @@ def test_no_empty_arrays_when_nothing_is_listed() -> None:
 def test_statements_outside_the_r4_value_sets_are_refused(overrides: dict[str, Any]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 (each case has its own message)
         _statement(**overrides)
+
+
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+
+def test_oauth_uris_extension_names_the_token_endpoint_and_no_authorize() -> None:
+    security = _statement(token_url=f"{BASE}/auth/token")["rest"][0]["security"]
+    assert list(security) == ["extension", "service", "description"]  # R4 element order
+    [ext] = security["extension"]
+    assert ext == {
+        "url": OAUTH_URIS,
+        "extension": [{"url": "token", "valueUri": f"{BASE}/auth/token"}],
+    }
+
+
+def test_oauth_uris_names_authorize_only_when_given() -> None:
+    security = _statement(token_url="https://a/t", authorize_url="https://a/z")["rest"][0][
+        "security"
+    ]
+    inner = security["extension"][0]["extension"]
+    assert inner == [
+        {"url": "token", "valueUri": "https://a/t"},
+        {"url": "authorize", "valueUri": "https://a/z"},
+    ]
+    assert "extension" not in _statement()["rest"][0]["security"]

@@ -60,6 +60,8 @@ async def metadata(request: Request) -> Response:
         update_create=True,
         conditional_read="full-support",
         other_resources=[("AuditEvent", AUDIT_INTERACTIONS, AUDIT_SEARCH_PARAMS)],
+        # fhirbin has a token endpoint and no authorization endpoint (backend services only).
+        token_url=f"{runtime(request).base_url}/auth/token",
     )
     return resource_response(
         statement, fmt, pretty=pretty(request), headers={"Cache-Control": "no-cache"}

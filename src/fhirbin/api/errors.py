@@ -126,7 +126,7 @@ def _from_http_exception(exc: HTTPException) -> FhirbinError:
     elif exc.status_code == 405:
         err = MethodNotAllowed("This HTTP method is not supported for this URL.")
         if exc.headers and "Allow" in exc.headers:
-            err.headers["Allow"] = exc.headers["Allow"]
+            err.headers["Allow"] = allow_header(exc.headers["Allow"])
     else:
         err = FhirbinError(str(exc.detail))
         err.status = exc.status_code
@@ -150,6 +150,17 @@ def _from_fault(fault: DependencyUnavailable | OutOfSpace) -> FhirbinError:
     return ServiceUnavailable(
         f"The {fault.dependency} cannot be reached; try again shortly.", retry_after=RETRY_AFTER
     )
+
+
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "DELETE")
+
+
+def allow_header(methods: str) -> str:
+    """Starlette's ``Allow`` (a set, in no order) in a stable order: GET, HEAD, POST, PUT,
+    DELETE, then anything else alphabetically."""
+    names = {m.strip().upper() for m in methods.split(",") if m.strip()}
+    known = [m for m in _METHOD_ORDER if m in names]
+    return ", ".join(known + sorted(names - set(known)))
 
 
 async def _handle(request: Request, exc: Exception) -> Response:

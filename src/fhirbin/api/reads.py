@@ -151,4 +151,9 @@ async def unrouted(request: Request) -> Response:
     tail = raw.split(b"/Binary/", 1)[-1]
     if b"%2f" in tail.lower():
         raise BadRequest("A Binary id may not contain '/' (%2F).", expression="id")
+    return not_routed()
+
+
+def not_routed() -> Response:
+    """No route matches (raised, so that api/errors.py renders it)."""
     raise NotFound("No route matches this URL on this FHIR server.")

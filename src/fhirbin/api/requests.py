@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import parse_qsl
 
 from starlette.requests import ClientDisconnect, Request
@@ -44,6 +44,28 @@ async def read_body(request: Request, limit: int, error: FhirbinError | None = N
     except ClientDisconnect as exc:
         raise BadRequest("The client closed the connection before the body was complete.") from exc
     return b"".join(parts)
+
+
+async def spool_body(
+    request: Request, spool: BinaryIO, limit: int, error: FhirbinError | None = None
+) -> int:
+    """Write the whole body to ``spool``, refusing more than ``limit`` bytes before and while
+    reading; returns its size. Memory holds one chunk at a time."""
+    too_big = error or PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+    declared = content_length(request)
+    if declared is not None and declared > limit:
+        raise too_big
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_big
+            spool.write(chunk)
+    except ClientDisconnect as exc:
+        raise BadRequest("The client closed the connection before the body was complete.") from exc
+    spool.flush()
+    return size
 
 
 def parse_form(body: bytes) -> list[tuple[str, str]]:

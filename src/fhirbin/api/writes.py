@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from functools import partial
+from typing import BinaryIO
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
 from fhirbin.api.access import Access, authorize
 from fhirbin.api.audit import write_audit
 from fhirbin.api.render import binary_response, pretty, resource_response
-from fhirbin.api.requests import content_length, read_body, runtime
-from fhirbin.errors import BadRequest
-from fhirbin.fhir.binary import etag, http_date
-from fhirbin.fhir.binary_parse import ParsedBinary, parse_binary_resource
+from fhirbin.api.requests import content_length, read_body, runtime, spool_body
+from fhirbin.errors import BadRequest, PayloadTooLarge
+from fhirbin.fhir.binary import binary_summary_json, etag, http_date
+from fhirbin.fhir.binary_parse import ParsedBinary
+from fhirbin.fhir.binary_stream import CHUNK, StreamedData, data_chunks, parse_binary_json_file
 from fhirbin.fhir.conditional import if_match_ok
 from fhirbin.fhir.ids import check_id, check_writable_id
 from fhirbin.fhir.negotiate import (
@@ -33,6 +37,8 @@ from fhirbin.fhir.xml_parse import parse_binary_xml
 from fhirbin.metadata.base import BinaryVersion
 from fhirbin.service import BinaryService, too_large
 
+_NO_SNIFF = {"X-Content-Type-Options": "nosniff"}
+
 
 @dataclass(frozen=True)
 class Upload:
@@ -41,11 +47,25 @@ class Upload:
     content_type: str
     security_context: str | None
     chunks: AsyncIterable[bytes]
-    #: D7: ``representation`` for FHIR resource bodies, ``minimal`` for native ones
+    #: ``representation`` for FHIR resource bodies, ``SUBSET`` for native ones
+    #: (docs/decisions.md#prefer-on-writes)
     default_return: Return
     #: the id inside a FHIR Binary body (None for native bodies)
     body_id: str | None = None
     fhir_body: bool = False
+    #: the spooled body the chunks are read from, closed (and so deleted) after the write
+    spool: BinaryIO | None = None
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+
+
+#: The largest FHIR XML create/update body. An XML parser hands over the ``data`` attribute
+#: whole, so an XML body costs about four times its size in memory (the body, its text, the
+#: attribute, the decoded content); FHIR JSON bodies stream and have no limit of their own.
+#: A module constant until it becomes a setting (docs/api.md#known-limits).
+MAX_XML_BODY = 16 * 1024 * 1024
 
 
 async def _upload(request: Request, service: BinaryService) -> Upload:
@@ -58,29 +78,94 @@ async def _upload(request: Request, service: BinaryService) -> Upload:
     # as application/json.
     fhir_json = is_fhir_json_type(content_type) or essence == "application/json"
     fhir_xml = is_fhir_xml_type(content_type) or essence in ("application/xml", "text/xml")
-    if fhir_json or fhir_xml:
+    # base64 is 4/3 of the content, plus room for the markup around it.
+    limit = service.max_size * 4 // 3 + 65536
+    if fhir_json:
+        return await _json_upload(request, service, content_type, header_context, limit)
+    if fhir_xml:
         # A FHIR body is parsed only to learn whether it *is* a Binary; bodies that are not
         # (a Patient, say) are "accepted as is" as native content (R4 binary.html#rest).
-        # base64 is 4/3 of the content, plus room for the markup around it.
-        limit = service.max_size * 4 // 3 + 65536
-        body = await read_body(request, limit, too_large(service.max_size))
-        parsed = parse_binary_resource(body) if fhir_json else parse_binary_xml(body)
+        xml_limit = min(limit, MAX_XML_BODY)
+        error = too_large(service.max_size) if xml_limit == limit else _xml_too_large()
+        body = await read_body(request, xml_limit, error)
+        parsed = parse_binary_xml(body, must_be_xml=is_fhir_xml_type(content_type))
         if parsed is not None:
             return _from_resource(parsed, header_context)
-        return Upload(content_type, header_context, _once(body), Return.MINIMAL)
+        return Upload(content_type, header_context, _once(body), Return.SUBSET)
     declared = content_length(request)
     if declared is not None and declared > service.max_size:
         raise too_large(service.max_size)  # decided before reading a byte
-    return Upload(content_type, header_context, request.stream(), Return.MINIMAL)
+    return Upload(content_type, header_context, request.stream(), Return.SUBSET)
 
 
-def _from_resource(parsed: ParsedBinary, header_context: str | None) -> Upload:
+def _xml_too_large() -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"A FHIR XML body may be at most {MAX_XML_BODY} bytes on this server (an XML parser "
+        "holds Binary.data whole); send the content natively, or as FHIR JSON, which streams.",
+        expression="Binary.data",
+    )
+
+
+async def _json_upload(
+    request: Request,
+    service: BinaryService,
+    content_type: str,
+    header_context: str | None,
+    limit: int,
+) -> Upload:
+    """A JSON body, spooled to a temporary file and parsed from there as a stream
+    (fhir/binary_stream.py): memory stays bounded whatever its size."""
+    # Closed by Upload.close (or below on failure): it outlives this function.
+    spool = tempfile.TemporaryFile(dir=runtime(request).settings.data_dir)  # noqa: SIM115
+    try:
+        await spool_body(request, spool, limit, too_large(service.max_size))
+        parsed = await anyio.to_thread.run_sync(
+            partial(parse_binary_json_file, spool, must_be_json=is_fhir_json_type(content_type))
+        )
+    except BaseException:
+        spool.close()
+        raise
+    if parsed is None:  # JSON that is not a Binary: the body itself is the content
+        return Upload(content_type, header_context, _replay(spool), Return.SUBSET, spool=spool)
+    if parsed.size > service.max_size:
+        spool.close()
+        raise too_large(service.max_size)
     body_context = parsed.security_context
+    _check_contexts(header_context, body_context)
+    chunks = _decoded(spool, parsed.data) if parsed.data is not None else _once(b"")
+    return Upload(
+        parsed.content_type,
+        body_context or header_context,
+        chunks,
+        Return.REPRESENTATION,
+        body_id=parsed.id,
+        fhir_body=True,
+        spool=spool,
+    )
+
+
+async def _replay(spool: BinaryIO) -> AsyncIterator[bytes]:
+    spool.seek(0)
+    while chunk := spool.read(CHUNK):
+        yield chunk
+
+
+async def _decoded(spool: BinaryIO, data: StreamedData) -> AsyncIterator[bytes]:
+    for chunk in data_chunks(spool, data):
+        yield chunk
+
+
+def _check_contexts(header_context: str | None, body_context: str | None) -> None:
     if header_context is not None and body_context is not None and header_context != body_context:
         raise BadRequest(
             "X-Security-Context and the body's securityContext name different resources.",
             expression="http.X-Security-Context",
         )
+
+
+def _from_resource(parsed: ParsedBinary, header_context: str | None) -> Upload:
+    body_context = parsed.security_context
+    _check_contexts(header_context, body_context)
     return Upload(
         parsed.content_type,
         body_context or header_context,
@@ -108,7 +193,8 @@ def _check_context(request: Request, access: Access, upload: Upload) -> None:
 
 
 def _returning(request: Request, upload: Upload) -> tuple[Return, Representation]:
-    """Decision D7, settled before anything is stored so a refusal leaves nothing behind."""
+    """The answer's form (docs/decisions.md#prefer-on-writes), settled before anything is
+    stored so a refusal leaves nothing behind."""
     fmt = fhir_format(request.query_params.get("_format"), request.headers.get("accept"))
     returning = prefer_return(request.headers.get("prefer"), upload.default_return)
     return returning, fmt
@@ -119,14 +205,17 @@ async def create(request: Request) -> Response:
     access = authorize(request, "c")
     service = runtime(request).service
     upload = await _upload(request, service)
-    _check_context(request, access, upload)
-    returning, fmt = _returning(request, upload)
-    version = await service.create(
-        upload.content_type,
-        upload.security_context,
-        upload.chunks,
-        audit=write_audit(request.scope, "create"),
-    )
+    try:
+        _check_context(request, access, upload)
+        returning, fmt = _returning(request, upload)
+        version = await service.create(
+            upload.content_type,
+            upload.security_context,
+            upload.chunks,
+            audit=write_audit(request.scope, "create"),
+        )
+    finally:
+        upload.close()
     return _written(request, version, returning, fmt, status_code=201)
 
 
@@ -138,25 +227,28 @@ async def update(request: Request) -> Response:
     if_match = request.headers.get("if-match")
     precondition = None if if_match is None else partial(if_match_ok, if_match)
     upload = await _upload(request, service)
-    if upload.fhir_body and upload.body_id != binary_id:
-        # R4 http.html#update: the body's id MUST equal the URL's, else 400.
-        raise BadRequest(
-            f"The Binary in the body has id {upload.body_id!r}; the URL says {binary_id!r}.",
-            expression="Binary.id",
+    try:
+        if upload.fhir_body and upload.body_id != binary_id:
+            # R4 http.html#update: the body's id MUST equal the URL's, else 400.
+            raise BadRequest(
+                f"The Binary in the body has id {upload.body_id!r}; the URL says {binary_id!r}.",
+                expression="Binary.id",
+            )
+        current = await service.catalogue.current(binary_id)
+        if current is not None:
+            access.hide(binary_id, current.security_context)
+        _check_context(request, access, upload)
+        returning, fmt = _returning(request, upload)
+        version, created = await service.update(
+            binary_id,
+            upload.content_type,
+            upload.security_context,
+            upload.chunks,
+            precondition,
+            audit=write_audit(request.scope, "update"),
         )
-    current = await service.catalogue.current(binary_id)
-    if current is not None:
-        access.hide(binary_id, current.security_context)
-    _check_context(request, access, upload)
-    returning, fmt = _returning(request, upload)
-    version, created = await service.update(
-        binary_id,
-        upload.content_type,
-        upload.security_context,
-        upload.chunks,
-        precondition,
-        audit=write_audit(request.scope, "update"),
-    )
+    finally:
+        upload.close()
     return _written(request, version, returning, fmt, status_code=201 if created else 200)
 
 
@@ -183,7 +275,8 @@ def _written(
     status_code: int,
 ) -> Response:
     """201/200 with Location, ETag and Last-Modified (R4 http.html#create, #update; R5 wants
-    Location on 200 too), the body per ``Prefer`` (R4 http.html#prefer, D7)."""
+    Location on 200 too), the body per ``Prefer`` (R4 http.html#prefer,
+    docs/decisions.md#prefer-on-writes)."""
     rt = runtime(request)
     headers = {
         "Location": f"{rt.base_url}/Binary/{version.id}/_history/{version.version}",
@@ -198,6 +291,16 @@ def _written(
             pretty=pretty(request),
             status_code=status_code,
             extra_headers={"Location": headers["Location"]},
+        )
+    if returning is Return.SUBSET:
+        # Clients such as Medplum's createBinary read the id from the body: tell it, and the
+        # meta, without echoing the content (R4 search.html#summary: tagged SUBSETTED).
+        return resource_response(
+            binary_summary_json(version),
+            fmt,
+            pretty=pretty(request),
+            status_code=status_code,
+            headers={**headers, **_NO_SNIFF},
         )
     if returning is Return.OPERATION_OUTCOME:
         verb = "Created" if status_code == 201 else "Updated"

@@ -41,6 +41,8 @@ _ALG = "ES256"
 _TYPES = frozenset({"at+jwt", "application/at+jwt"})
 _WRONG_AUDIENCE = "The access token was not issued for this server (aud)"
 _REQUIRED = ("exp", "iat", "jti", "client_id", "scope", "iss", "aud")
+#: The access_token_ttl default (config.py): what the token endpoint issues unless told.
+DEFAULT_MAX_LIFETIME = 300
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class AccessClaims:
     subject: str
     #: SMART launch context: the Patient id a patient/ or user/ token is bound to.
     patient: str | None = None
+    #: ``nbf`` when the token has one (fhirbin issues none; a token that has one is checked).
+    not_before: int | None = None
 
 
 class TokenIssuer:
@@ -120,10 +124,17 @@ class TokenVerifier:
         issuer: str,
         leeway: int = 5,
         cache_size: int = 10000,
+        max_lifetime: int = DEFAULT_MAX_LIFETIME,
     ) -> None:
+        """``max_lifetime`` is the lifetime (seconds) of the tokens this server issues (its
+        ``access_token_ttl``): a token of its own that claims to live longer was not issued
+        by it as configured, and is refused."""
         if not 0 <= leeway <= 5:
             # Clock skew allowance only: SMART wants short-lived tokens honoured to the second.
             raise ValueError("leeway must be between 0 and 5 seconds")
+        if max_lifetime <= 0:
+            raise ValueError("max_lifetime must be positive")
+        self._max_lifetime = max_lifetime
         self._keys = dict(public_keys)
         self._issuer = issuer
         self._leeway = leeway
@@ -237,6 +248,16 @@ class TokenVerifier:
             raise Unauthorized("The access token has expired")
         if claims.issued_at > now + self._leeway:
             raise Unauthorized("The access token was issued in the future (iat)")
+        if claims.not_before is not None and claims.not_before > now + self._leeway:
+            raise Unauthorized("The access token is not valid yet (nbf)")
+        # A token that lives longer than this server issues them (exp - iat), or that has more
+        # life left than that (exp - now, whatever iat says), was not issued as configured.
+        longest = self._max_lifetime + self._leeway
+        if claims.expires_at - claims.issued_at > longest or claims.expires_at - now > longest:
+            raise Unauthorized(
+                f"The access token lives longer than the {self._max_lifetime} s this server "
+                "issues (exp)"
+            )
 
     def _remember(self, digest: bytes, entry: _Cached) -> None:
         if self._cache_size <= 0:
@@ -269,6 +290,11 @@ def _claims_from(payload: Mapping[str, Any]) -> _Cached:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise Unauthorized(f"The access token's {name} claim must be a number")
         times[name] = int(value)
+    not_before = payload.get("nbf")
+    if not_before is not None and (
+        isinstance(not_before, bool) or not isinstance(not_before, int | float)
+    ):
+        raise Unauthorized("The access token's nbf claim must be a number")
     claims = AccessClaims(
         client_id=strings["client_id"],
         scope=strings["scope"],
@@ -278,6 +304,7 @@ def _claims_from(payload: Mapping[str, Any]) -> _Cached:
         issued_at=times["iat"],
         expires_at=times["exp"],
         subject=sub,
+        not_before=None if not_before is None else int(not_before),
     )
     return _Cached(claims, frozenset(audiences))
 

@@ -38,13 +38,16 @@ _DOMAIN_RESOURCE = frozenset({"text", "contained", "extension", "modifierExtensi
 _BASE64_WHITESPACE = str.maketrans("", "", " \t\r\n")
 
 
-def parse_binary_resource(body: bytes) -> ParsedBinary | None:
+def parse_binary_resource(body: bytes, *, must_be_json: bool = False) -> ParsedBinary | None:
     """The Binary a FHIR-JSON create/update body holds, or None if the body is not a Binary.
 
     R4 binary.html#rest: a body is a Binary resource only if it is a JSON object whose
-    ``resourceType`` is ``"Binary"``; anything else (not JSON, an array, a Patient...) is
-    native content to store as it is. A Binary resource is validated strictly: BadRequest
-    names the first element that is wrong.
+    ``resourceType`` is ``"Binary"``; any other JSON (an array, a Patient...) is native content
+    to store as it is. A body that is not JSON at all is native content too, unless
+    ``must_be_json`` (the body was declared ``application/fhir+json``): then it is a
+    BadRequest, since "accepted as is" is about resources and garbage is none
+    (docs/decisions.md#fhir-bodies-must-parse). A Binary resource is validated strictly:
+    BadRequest names the first element that is wrong.
     """
     duplicates: list[str] = []
 
@@ -58,12 +61,33 @@ def parse_binary_resource(body: bytes) -> ParsedBinary | None:
 
     try:
         doc = json.loads(body, object_pairs_hook=pairs)
-    except (ValueError, RecursionError):  # includes JSONDecodeError, UnicodeDecodeError
+    except (ValueError, RecursionError) as exc:  # includes JSONDecodeError, UnicodeDecodeError
+        if must_be_json and body:
+            raise not_json(exc) from None
         return None
     if not isinstance(doc, dict) or doc.get("resourceType") != "Binary":
         return None
     if duplicates:  # json.html: properties appear once; "last one wins" would hide content
-        raise BadRequest(f"Property {duplicates[0]!r} appears more than once.", expression="Binary")
+        raise BadRequest(duplicate_property(duplicates[0]), expression="Binary")
+    content_type, security_context, body_id = check_binary_document(doc)
+    data = decode_data(_string(doc, "data")) if "data" in doc else b""
+    return ParsedBinary(content_type, security_context, data, body_id)
+
+
+#: The top-level elements whose values :func:`check_binary_document` reads.
+BINARY_ELEMENTS = frozenset(
+    {"resourceType", "contentType", "data", "securityContext", "id", "meta", "language"}
+)
+
+
+def duplicate_property(name: str) -> str:
+    return f"Property {name[:100]!r} appears more than once."
+
+
+def check_binary_document(doc: dict[str, Any]) -> tuple[str, str | None, str | None]:
+    """``(contentType, securityContext reference, id)`` of a parsed Binary document, or
+    BadRequest naming the first element that is wrong. ``data`` is only checked to be a
+    non-empty string here; decoding it is the caller's."""
     for key in doc:
         _check_element(key)
     if "language" in doc:
@@ -80,12 +104,30 @@ def parse_binary_resource(body: bytes) -> ParsedBinary | None:
     content_type = check_content_type(
         _string(doc, "contentType"), "Binary.contentType", describes_request=False
     )
-    data = decode_data(_string(doc, "data")) if "data" in doc else b""
+    if "data" in doc:
+        _string(doc, "data")
     security_context = None
     if "securityContext" in doc:
         security_context = _security_context(doc["securityContext"])
     body_id = _string(doc, "id") if "id" in doc else None
-    return ParsedBinary(content_type, security_context, data, body_id)
+    return content_type, security_context, body_id
+
+
+def not_json(exc: Exception) -> BadRequest:
+    """The 400 for a body declared FHIR JSON that is not JSON (truncated, garbage, not UTF-8)."""
+    if isinstance(exc, json.JSONDecodeError):
+        where = f": {exc.msg} at line {exc.lineno} column {exc.colno} (byte {exc.pos})"
+    elif isinstance(exc, UnicodeDecodeError):
+        where = f": not UTF-8 at byte {exc.start}"
+    elif isinstance(exc, RecursionError):
+        where = ": nested too deeply"
+    else:
+        where = f": {str(exc)[:200]}"
+    return BadRequest(
+        f"The body is declared application/fhir+json but is not well-formed JSON{where}.",
+        expression="Binary",
+        code="structure",
+    )
 
 
 def _check_element(key: str) -> None:

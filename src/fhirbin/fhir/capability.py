@@ -80,6 +80,8 @@ def capability_statement(
     update_create: bool = False,
     conditional_read: str = "not-supported",
     other_resources: Sequence[OtherResource] = (),
+    token_url: str | None = None,
+    authorize_url: str | None = None,
 ) -> dict[str, Any]:
     """The R4 CapabilityStatement of this fhirbin instance.
 
@@ -88,6 +90,10 @@ def capability_statement(
     (fhirbin's AuditEvents are never updated). Raises ValueError for values
     outside the R4 value sets, duplicates (cpb-12 for search parameters), an empty
     ``formats`` (1..*) or a ``date`` that is not a FHIR dateTime.
+
+    ``token_url`` (and ``authorize_url``, only for a server that has an authorization
+    endpoint) go into the SMART ``oauth-uris`` extension on ``rest.security``, which clients
+    such as the Python fhirclient read to find where to get a token.
     """
     _check(date, formats, interactions, search_params, versioning, conditional_read)
     resource: dict[str, Any] = {
@@ -134,6 +140,7 @@ def capability_statement(
             {
                 "mode": "server",
                 "security": {
+                    **_oauth_uris(token_url, authorize_url),
                     "service": [SMART_ON_FHIR],
                     "description": (
                         "Every interaction except this statement needs an OAuth2 Bearer "
@@ -145,6 +152,20 @@ def capability_statement(
             }
         ],
     }
+
+
+#: SMART App Launch 1.0 conformance (still read by clients; 2.x points at it): where the
+#: OAuth2 endpoints are, on CapabilityStatement.rest.security.
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+
+def _oauth_uris(token_url: str | None, authorize_url: str | None) -> dict[str, Any]:
+    """``{"extension": [oauth-uris]}`` naming the endpoints this server has, or ``{}``."""
+    uris = [("token", token_url), ("authorize", authorize_url)]
+    inner = [{"url": name, "valueUri": url} for name, url in uris if url is not None]
+    if not inner:
+        return {}
+    return {"extension": [{"url": OAUTH_URIS, "extension": inner}]}
 
 
 def _search_param(

@@ -17,8 +17,9 @@ do not split. Malformed list members are skipped: a server ignores what it does 
 understand (RFC 7240 §2). When a preference appears more than once only its first instance
 counts (RFC 7240 §2), even when that instance's value is one fhirbin does not know.
 
-fhirbin decision D7: without a ``return`` preference, native uploads get ``minimal``
-(headers only) and FHIR-JSON uploads get ``representation``; the caller passes that default.
+Without a ``return`` preference (docs/decisions.md#prefer-on-writes), native uploads get
+``SUBSET`` (the Binary's id and meta without its data) and FHIR uploads get
+``representation``; the caller passes that default.
 """
 
 from __future__ import annotations
@@ -40,9 +41,12 @@ class Return(Enum):
     MINIMAL = "minimal"
     REPRESENTATION = "representation"
     OPERATION_OUTCOME = "OperationOutcome"
+    #: No client asks for this one: the answer to a native upload without ``return=``, the
+    #: FHIR JSON Binary with id and meta and without ``data``, tagged SUBSETTED.
+    SUBSET = "subset"
 
 
-_BY_VALUE = {r.value.lower(): r for r in Return}
+_BY_VALUE = {r.value.lower(): r for r in Return if r is not Return.SUBSET}
 
 # RFC 9110 §5.6.2 token characters.
 _TCHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"

@@ -4,10 +4,11 @@ The XML twin of :mod:`fhirbin.fhir.binary_parse`, with the same rules and the sa
 
 * a body is a Binary resource only if it is well-formed UTF-8 XML whose root element is
   ``Binary`` in the FHIR namespace (R4 xml.html: "FHIR elements are always in the namespace
-  http://hl7.org/fhir"). Anything else (not XML, not UTF-8, another root, a ``Binary`` in no
-  namespace) is native content that merely has a FHIR media type, stored as it is (R4
-  binary.html#rest: the body is "accepted as is" unless it is a Binary resource); this is
-  exactly how the JSON parser treats a body that is not JSON or not a JSON Binary;
+  http://hl7.org/fhir"). Any other XML (another root, a ``Binary`` in no namespace) is native
+  content that merely has a FHIR media type, stored as it is (R4 binary.html#rest: the body is
+  "accepted as is" unless it is a Binary resource); a body that is not well-formed UTF-8 XML is
+  stored as is only under a generic XML type, and refused under ``application/fhir+xml``
+  (docs/decisions.md#fhir-bodies-must-parse); this is exactly how the JSON parser treats bodies;
 * except that a body with a DTD (``<!DOCTYPE``) is refused with BadRequest, never parsed on:
   FHIR XML has no use for one, and DTDs are how entity expansion ("billion laughs") and
   external entities (``SYSTEM "file:///etc/passwd"``) attack an XML parser (R4 xml.html warns
@@ -60,18 +61,22 @@ _DOMAIN_RESOURCE: Final = frozenset({"text", "contained", "extension", "modifier
 _NAME_LIMIT: Final = 100
 
 
-def parse_binary_xml(body: bytes) -> ParsedBinary | None:
+def parse_binary_xml(body: bytes, *, must_be_xml: bool = False) -> ParsedBinary | None:
     """The Binary a FHIR-XML create/update body holds, or None if the body is not a Binary.
 
     Raises BadRequest for a body with a DTD or entity declarations, and for a Binary that is
-    not valid (the ``expression`` names the element).
+    not valid (the ``expression`` names the element). With ``must_be_xml`` (the body was
+    declared ``application/fhir+xml``), a non-empty body that is not well-formed UTF-8 XML is a
+    BadRequest too (docs/decisions.md#fhir-bodies-must-parse).
     """
     try:
         # R4 http.html#mime-type: FHIR XML is UTF-8. Decoding first also makes the parser
         # ignore whatever encoding the XML declaration names (expat would otherwise look up
         # any Python codec by that name).
         text = body.decode("utf-8-sig")
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as exc:
+        if must_be_xml and body:
+            raise _not_xml(f"not UTF-8 at byte {exc.start}") from None
         return None
     try:
         root: Element = defused_fromstring(
@@ -82,11 +87,21 @@ def parse_binary_xml(body: bytes) -> ParsedBinary | None:
             "XML with a DTD, entity declarations or external references is refused: FHIR XML "
             f"uses none of them and they are used to attack parsers ({type(exc).__name__}).",
         ) from None
-    except ParseError:  # not well-formed: native content with a FHIR media type
+    except ParseError as exc:  # not well-formed: native content with a generic XML type
+        if must_be_xml and body:
+            raise _not_xml(str(exc)[:200]) from None
         return None
     if root.tag != _NS + "Binary":
         return None
     return _binary(root)
+
+
+def _not_xml(why: str) -> BadRequest:
+    return BadRequest(
+        f"The body is declared application/fhir+xml but is not well-formed XML: {why}.",
+        expression="Binary",
+        code="structure",
+    )
 
 
 def _binary(root: Element) -> ParsedBinary:

@@ -26,8 +26,10 @@ The mapping follows R4 xml.html and json.html:
   exactly the elements fhirbin emits; an element it does not know is a ValueError, never a
   guess.
 
-fhirbin writes no narrative and no extensions, so ``text``, ``extension`` and primitive
-extensions (JSON ``_name``) are refused with ValueError as well.
+fhirbin writes no narrative and no primitive extensions, so ``text`` and JSON ``_name`` are
+refused with ValueError as well. The only extensions it writes are complex-element ones where
+the order table lists ``extension`` (the SMART ``oauth-uris`` on
+``CapabilityStatement.rest.security``); an extension's ``url`` is an XML attribute.
 """
 
 from __future__ import annotations
@@ -88,6 +90,9 @@ _DOMAIN_RESOURCE: dict[str, str] = {
 
 _ORDER: Final[dict[str, dict[str, str]]] = {
     # --- datatypes (R4 datatypes.html, resource.html#Meta) ---
+    # R4 extensibility.html#Extension: url is an attribute (written by _complex), then the
+    # nested extensions or one value[x]; only the value types fhirbin writes are listed.
+    "Extension": {"extension": "Extension", "valueUri": _P, "valueCode": _P},
     "Meta": {
         "versionId": _P,
         "lastUpdated": _P,
@@ -215,6 +220,7 @@ _ORDER: Final[dict[str, dict[str, str]]] = {
         "compartment": _P,
     },
     "CapabilityStatement.rest.security": {
+        "extension": "Extension",
         "cors": _P,
         "service": "CodeableConcept",
         "description": _P,
@@ -406,6 +412,11 @@ def _complex(name: str, value: Any, kind: str, path: str, depth: int, out: list[
     attrs = ""
     if "id" in value:  # xml.html: the id of an element is an attribute
         attrs = f' id="{escape_attribute(_primitive(value["id"], path + ".id"))}"'
+    if kind == "Extension":  # xml.html: so is the url of an extension
+        if "url" not in value:
+            raise ValueError(f"{path}.url is required (ext-1)")
+        attrs += f' url="{escape_attribute(_primitive(value["url"], path + ".url"))}"'
+        value = {k: v for k, v in value.items() if k != "url"}
     children: list[Token] = []
     _children(value, kind, depth + 1, children, is_resource=False, path=path)
     if not children:  # R4 xml.html / ele-1: an element has a value, children or extensions
