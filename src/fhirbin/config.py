@@ -100,6 +100,15 @@ SETTINGS: tuple[Setting, ...] = (
         "must be documented). Larger uploads get 413 before anything is stored.",
     ),
     Setting(
+        "max_xml_size",
+        int,
+        16 * MiB,
+        "Largest FHIR XML (application/fhir+xml) create or update body, in bytes. An XML "
+        "parser holds Binary.data whole, so XML bodies cost about four times their size in "
+        "memory; FHIR JSON and native bodies stream and are bounded by FHIRBIN_MAX_BINARY_SIZE "
+        "alone. Larger XML bodies get 413.",
+    ),
+    Setting(
         "database_url",
         str,
         "",
@@ -283,6 +292,7 @@ class Settings:
     base_url: str
     access_token_ttl: int
     max_binary_size: int
+    max_xml_size: int
     database_url: str
     storage_url: str
     s3_endpoint_url: str

@@ -181,13 +181,18 @@ async def open_runtime(
 ) -> Runtime:
     """Open the stores and build everything on them (see the module docstring)."""
     env = os.environ if environ is None else environ
+    # Every node keeps its temporary files (spooled FHIR JSON bodies) in the data folder, even
+    # when the catalogue and the content live elsewhere.
+    _private_folder(settings.data_dir)
     catalogue = await open_catalogue(settings, migrate=migrate)
     try:
         blobs = CachedBlobStore(open_content_store(settings, env))
         base_url = settings.public_base_url
         keys = KeyRing(base_url, refresh_interval=settings.revocation_check_interval)
         keys.load(await stored_keys(catalogue, settings), datetime.now(UTC))
-        verifier = TokenVerifier(keys.public_keys, issuer=base_url)
+        verifier = TokenVerifier(
+            keys.public_keys, issuer=base_url, max_lifetime=settings.access_token_ttl
+        )
         service = BinaryService(
             blobs,
             catalogue,

@@ -20,6 +20,7 @@ def backend(request: pytest.FixtureRequest) -> str:
     param: str = request.param
     return param
 
+
 CONTENT = bytes(range(256)) * 40  # 10240 bytes
 
 

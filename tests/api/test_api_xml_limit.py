@@ -1,4 +1,4 @@
-"""FHIR XML bodies have their own, lower size limit (api/writes.py MAX_XML_BODY): an XML parser
+"""FHIR XML bodies have their own, lower size limit (FHIRBIN_MAX_XML_SIZE): an XML parser
 holds Binary.data whole. Native and FHIR JSON bodies are not bound by it."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from fhirbin.api.writes import MAX_XML_BODY
 from fhirbin.config import load_settings
 from tests.support import BASE, register, serving
 
 pytestmark = pytest.mark.anyio
 
+MAX_XML_BODY = 1024 * 1024
 CONTENT = b"\x01" * (MAX_XML_BODY // 4 * 3 + 3)  # its base64 alone is over the XML limit
 
 
@@ -27,6 +27,7 @@ async def test_an_xml_body_over_its_limit_is_413_while_json_and_native_are_accep
             "data_dir": tmp_path / "data",
             "base_url": BASE,
             "max_binary_size": 4 * MAX_XML_BODY,
+            "max_xml_size": MAX_XML_BODY,
         },
     )
     async with serving(settings) as (app, http):

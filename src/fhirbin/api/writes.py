@@ -61,13 +61,6 @@ class Upload:
             self.spool.close()
 
 
-#: The largest FHIR XML create/update body. An XML parser hands over the ``data`` attribute
-#: whole, so an XML body costs about four times its size in memory (the body, its text, the
-#: attribute, the decoded content); FHIR JSON bodies stream and have no limit of their own.
-#: A module constant until it becomes a setting (docs/api.md#known-limits).
-MAX_XML_BODY = 16 * 1024 * 1024
-
-
 async def _upload(request: Request, service: BinaryService) -> Upload:
     content_type = check_content_type(request.headers.get("content-type"))
     header_context = security_context_header(request.headers.getlist("x-security-context"))
@@ -85,8 +78,11 @@ async def _upload(request: Request, service: BinaryService) -> Upload:
     if fhir_xml:
         # A FHIR body is parsed only to learn whether it *is* a Binary; bodies that are not
         # (a Patient, say) are "accepted as is" as native content (R4 binary.html#rest).
-        xml_limit = min(limit, MAX_XML_BODY)
-        error = too_large(service.max_size) if xml_limit == limit else _xml_too_large()
+        # An XML parser hands over the ``data`` attribute whole, so an XML body costs about
+        # four times its size in memory: it has a lower limit (FHIRBIN_MAX_XML_SIZE).
+        max_xml = runtime(request).settings.max_xml_size
+        xml_limit = min(limit, max_xml)
+        error = too_large(service.max_size) if xml_limit == limit else _xml_too_large(max_xml)
         body = await read_body(request, xml_limit, error)
         parsed = parse_binary_xml(body, must_be_xml=is_fhir_xml_type(content_type))
         if parsed is not None:
@@ -98,10 +94,11 @@ async def _upload(request: Request, service: BinaryService) -> Upload:
     return Upload(content_type, header_context, request.stream(), Return.SUBSET)
 
 
-def _xml_too_large() -> PayloadTooLarge:
+def _xml_too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(
-        f"A FHIR XML body may be at most {MAX_XML_BODY} bytes on this server (an XML parser "
-        "holds Binary.data whole); send the content natively, or as FHIR JSON, which streams.",
+        f"A FHIR XML body may be at most {limit} bytes on this server (FHIRBIN_MAX_XML_SIZE: "
+        "an XML parser holds Binary.data whole); send the content natively, or as FHIR JSON, "
+        "which streams.",
         expression="Binary.data",
     )
 
