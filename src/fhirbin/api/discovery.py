@@ -99,7 +99,7 @@ async def smart_configuration(request: Request) -> Response:
 async def jwks(request: Request) -> Response:
     """The public keys that verify fhirbin's access tokens (RFC 7517 JWK Set)."""
     return json_response(
-        runtime(request).issuer.jwks(),
+        runtime(request).keys.jwks(),
         media_type="application/json",
         headers={"Cache-Control": "public, max-age=300"},
     )
