@@ -72,4 +72,3 @@ async def copy_catalogue(
         mark = (to_micros(last.recorded), last.id)
         report("audit", seen)
     return added
-
