@@ -154,8 +154,8 @@ def test_the_translation_of_real_sqlite_errors(tmp_path: Path) -> None:
 
 
 def test_postgresql_class_53_is_out_of_space_except_too_many_connections() -> None:
-    # A full disk cannot be made on demand for a server: the driver's own exceptions, wrapped
-    # as SQLAlchemy wraps them, stand in for it.
+    # 53100 on a really full disk is tested below (as root); the driver's own exceptions, wrapped
+    # as SQLAlchemy wraps them, stand in for the rest of class 53.
     def wrapped(error: Exception) -> OperationalError:
         adapted = AsyncAdapt_asyncpg_dbapi.OperationalError(str(error), error)  # type: ignore[no-untyped-call]
         return OperationalError("INSERT ...", {}, adapted)
