@@ -1,10 +1,14 @@
 """Database failures reach callers as ``fhirbin.faults`` (metadata/failures.py), on real failures:
-a PostgreSQL server stopped and started again, bad credentials, a missing database, and a SQLite
-database that is really full (``PRAGMA max_page_count``)."""
+a PostgreSQL server stopped and started again, bad credentials, a missing database, a SQLite
+database that is really full (``PRAGMA max_page_count``) and a PostgreSQL table on a disk that is
+really full (a tiny tmpfs tablespace; needs root, as CI has)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -150,8 +154,8 @@ def test_the_translation_of_real_sqlite_errors(tmp_path: Path) -> None:
 
 
 def test_postgresql_class_53_is_out_of_space_except_too_many_connections() -> None:
-    # A full disk cannot be made on demand for a server: the driver's own exceptions, wrapped
-    # as SQLAlchemy wraps them, stand in for it.
+    # 53100 on a really full disk is tested below (as root); the driver's own exceptions, wrapped
+    # as SQLAlchemy wraps them, stand in for the rest of class 53.
     def wrapped(error: Exception) -> OperationalError:
         adapted = AsyncAdapt_asyncpg_dbapi.OperationalError(str(error), error)  # type: ignore[no-untyped-call]
         return OperationalError("INSERT ...", {}, adapted)
@@ -160,3 +164,53 @@ def test_postgresql_class_53_is_out_of_space_except_too_many_connections() -> No
     assert isinstance(fault_of(disk_full, "db"), OutOfSpace)
     too_many = wrapped(asyncpg.exceptions.TooManyConnectionsError("too many clients"))
     assert isinstance(fault_of(too_many, "db"), DependencyUnavailable)
+
+
+@pytest.fixture
+def tiny_filesystem(postgres: PostgresCluster) -> Iterator[Path]:
+    """A 1 MiB tmpfs, writable by the PostgreSQL server: a disk that really fills up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    # In the cluster's folder: the server's OS user must reach it.
+    mountpoint = postgres.root / f"tiny-{time.monotonic_ns()}"
+    mountpoint.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mountpoint)], check=True
+    )
+    try:
+        shutil.chown(mountpoint, "postgres", "postgres")
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+async def fill(store: SqlMetadataStore) -> None:
+    for n in range(2, 2_000):
+        # Random text does not compress: every row takes its full size on the disk.
+        await store.add_version(version("a", n, content_type=os.urandom(4000).hex()))
+
+
+async def test_a_full_postgresql_disk_is_out_of_space_and_keeps_what_it_had(
+    postgres: PostgresCluster, tiny_filesystem: Path
+) -> None:
+    url = postgres.new_database()
+    name = url.rsplit("/", 1)[1]
+    store = await SqlMetadataStore.open(url)
+    space = f"tiny_{name}"
+    try:
+        await store.add_version(version("a", 1))
+        # The versions table (and its TOAST table) onto the tiny disk; the rest stays put.
+        postgres.sql(f"CREATE TABLESPACE {space} LOCATION '{tiny_filesystem}'")
+        postgres.sql(f"ALTER TABLE binary_version SET TABLESPACE {space}", database=name)
+        await store.engine.dispose()  # the relation moved: start from fresh connections
+        with pytest.raises(OutOfSpace) as raised:
+            await fill(store)
+        assert_safe(raised.value)
+        assert "No space left on device" in raised.value.detail  # the server's own words
+        current = await store.current("a")
+        assert current is not None
+        assert await store.get_version("a", current.version + 1) is None
+    finally:
+        await store.close()
+        postgres.sql(f"DROP DATABASE IF EXISTS {name}")
+        postgres.sql(f"DROP TABLESPACE IF EXISTS {space}")

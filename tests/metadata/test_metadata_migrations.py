@@ -98,6 +98,15 @@ async def test_migrated_schema_is_exactly_the_table_definitions(
             for index in binary_version.indexes:
                 declared = str(CreateIndex(index).compile(dialect=connection.dialect)).strip()
                 assert stored[index.name] == declared
+    if database.kind == "postgresql":
+        # The same check on PostgreSQL, in the form it stores index definitions.
+        async with store.engine.connect() as connection:
+            found = await connection.exec_driver_sql(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_binary_version_live'"
+            )
+            assert found.scalar_one().endswith(
+                "(last_updated, id) WHERE ((is_current = true) AND (deleted = false))"
+            )
 
 
 async def test_six_concurrent_migrations_of_a_new_database_all_succeed(database: Database) -> None:

@@ -88,6 +88,7 @@ async def test_a_postgres_url_with_sslmode_reaches_the_driver(postgres: Postgres
     url = postgres.new_database().replace("postgresql://", "postgres://")
     store = await SqlMetadataStore.open(f"{url}?sslmode=disable")
     try:
+        assert type(store) is SqlMetadataStore  # the portable store: no SQLite hot paths
         await store.add_version(version())
         assert await store.current("a") == version()
     finally:

@@ -58,11 +58,6 @@ def _parse(url: str) -> URL:
         raise ValueError(f"not a database URL: {database_display(url)}") from error
 
 
-def is_postgres(url: str | URL) -> bool:
-    parsed = url if isinstance(url, URL) else _parse(url)
-    return parsed.get_backend_name() in _POSTGRES_SCHEMES
-
-
 def normalise_url(url: str) -> URL:
     """``url`` with the driver fhirbin uses for its database; ValueError for other databases.
 

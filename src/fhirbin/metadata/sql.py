@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import RowMapping, delete, func, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -49,6 +49,14 @@ from fhirbin.metadata.engine import (
     write_transaction,
 )
 from fhirbin.metadata.failures import guarded
+from fhirbin.metadata.rows import (
+    client_from_row,
+    client_values,
+    key_from_row,
+    key_values,
+    version_from_row,
+    version_values,
+)
 from fhirbin.metadata.schema import (
     assertion_jti,
     audit_event,
@@ -64,53 +72,12 @@ __all__ = ["SqlMetadataStore", "from_micros", "sqlite_url", "to_micros"]
 
 T = TypeVar("T")
 
+#: The one-time event (table catalogue_once) of storing the first signing key.
+_FIRST_KEY = "first signing key"
+
 # Ids per query (current_many, search, count): far below the bound-parameter limits of SQLite
 # (32766) and asyncpg (32767), so any number of ids works, in one query for every realistic page.
 _IDS_PER_QUERY = 500
-
-
-def _version_from_row(row: RowMapping) -> BinaryVersion:
-    return BinaryVersion(
-        id=row["id"],
-        version=row["version"],
-        last_updated=from_micros(row["last_updated"]),
-        content_type=row["content_type"],
-        security_context=row["security_context"],
-        size=row["size"],
-        sha256=row["sha256"],
-        deleted=bool(row["deleted"]),
-    )
-
-
-def _version_values(version: BinaryVersion) -> dict[str, Any]:
-    return {
-        "id": version.id,
-        "version": version.version,
-        "last_updated": to_micros(version.last_updated),
-        "content_type": version.content_type,
-        "security_context": version.security_context,
-        "size": version.size,
-        "sha256": version.sha256,
-        "deleted": version.deleted,
-    }
-
-
-def _key_from_row(row: RowMapping) -> SigningKeyRecord:
-    return SigningKeyRecord(row["kid"], row["private_pem"], from_micros(row["created_at"]))
-
-
-def _client_from_row(row: RowMapping) -> Client:
-    revoked_at = row["revoked_at"]
-    return Client(
-        client_id=row["client_id"],
-        name=row["name"],
-        scope=row["scope"],
-        secret_hash=row["secret_hash"],
-        created_at=from_micros(row["created_at"]),
-        revoked_at=None if revoked_at is None else from_micros(revoked_at),
-        jwks=row["jwks"],
-        jwks_url=row["jwks_url"],
-    )
 
 
 def _chunks(values: Collection[str]) -> list[list[str]]:
@@ -211,7 +178,7 @@ class SqlMetadataStore:
     # Binary versions.
 
     async def add_version(self, version: BinaryVersion, audit: AuditRecord | None = None) -> None:
-        values = _version_values(version)
+        values = version_values(version)
         try:
             async with self._write() as connection:
                 # Insert first: a writer losing the race for (id, version) fails here, before
@@ -232,7 +199,7 @@ class SqlMetadataStore:
 
     @staticmethod
     def _all(connection: Connection, statement: queries.Statement) -> list[BinaryVersion]:
-        return [_version_from_row(row) for row in connection.execute(statement).mappings()]
+        return [version_from_row(row) for row in connection.execute(statement).mappings()]
 
     async def current(self, binary_id: str) -> BinaryVersion | None:
         found = await self._read(lambda c: self._all(c, queries.newest(binary_id)))
@@ -340,16 +307,7 @@ class SqlMetadataStore:
             return [audit_from_row(row) for row in result.mappings()]
 
     async def add_client(self, new: Client) -> None:
-        values: dict[str, Any] = {
-            "client_id": new.client_id,
-            "name": new.name,
-            "scope": new.scope,
-            "secret_hash": new.secret_hash,
-            "created_at": to_micros(new.created_at),
-            "revoked_at": None if new.revoked_at is None else to_micros(new.revoked_at),
-            "jwks": new.jwks,
-            "jwks_url": new.jwks_url,
-        }
+        values = client_values(new)
         try:
             async with self._write() as connection:
                 await connection.execute(insert(client).values(values))
@@ -362,13 +320,13 @@ class SqlMetadataStore:
         query = select(client).where(client.c.client_id == client_id)
         async with self._connect() as connection:
             row = (await connection.execute(query)).mappings().first()
-        return None if row is None else _client_from_row(row)
+        return None if row is None else client_from_row(row)
 
     async def list_clients(self) -> list[Client]:
         query = select(client).order_by(client.c.created_at, client.c.client_id)
         async with self._connect() as connection:
             result = await connection.execute(query)
-            return [_client_from_row(row) for row in result.mappings()]
+            return [client_from_row(row) for row in result.mappings()]
 
     async def revoke_client(self, client_id: str, when: datetime) -> bool:
         # Only the first revocation is recorded; revoking again keeps the original time.
@@ -388,7 +346,7 @@ class SqlMetadataStore:
     async def add_signing_key(self, record: SigningKeyRecord) -> None:
         try:
             async with self._write() as connection:
-                await connection.execute(insert(signing_key).values(_key_values(record)))
+                await connection.execute(insert(signing_key).values(key_values(record)))
         except IntegrityError as error:
             if any(key.kid == record.kid for key in await self.signing_keys()):
                 raise KeyExists(record.kid) from error
@@ -399,7 +357,7 @@ class SqlMetadataStore:
             signing_key.c.created_at.desc(), signing_key.c.kid.desc()
         )
         async with self._connect() as connection:
-            return [_key_from_row(row) for row in (await connection.execute(newest)).mappings()]
+            return [key_from_row(row) for row in (await connection.execute(newest)).mappings()]
 
     async def ensure_signing_key(self, make: Callable[[], SigningKeyRecord]) -> SigningKeyRecord:
         # Nodes starting together all find no key. Each tries to record the one-time event
@@ -413,7 +371,7 @@ class SqlMetadataStore:
         try:
             async with self._write() as connection:
                 await connection.execute(insert(catalogue_once).values(name=_FIRST_KEY))
-                await connection.execute(insert(signing_key).values(_key_values(record)))
+                await connection.execute(insert(signing_key).values(key_values(record)))
         except IntegrityError:
             keys = await self.signing_keys()
             if not keys:
@@ -490,7 +448,7 @@ class SqlMetadataStore:
             new = [v for v in versions if (v.id, v.version) not in present]
             if not new:
                 return 0
-            await connection.execute(insert(binary_version), [_version_values(v) for v in new])
+            await connection.execute(insert(binary_version), [version_values(v) for v in new])
             for chunk in _chunks({v.id for v in new}):
                 await connection.execute(queries.settle_ids(chunk))
         return len(new)
@@ -509,14 +467,3 @@ class SqlMetadataStore:
             if new:
                 await connection.execute(insert(audit_event), [audit_values(r) for r in new])
         return len(new)
-
-
-_FIRST_KEY = "first signing key"
-
-
-def _key_values(record: SigningKeyRecord) -> dict[str, Any]:
-    return {
-        "kid": record.kid,
-        "private_pem": record.private_pem,
-        "created_at": to_micros(record.created_at),
-    }
