@@ -158,6 +158,6 @@ async def test_a_full_disk_is_507_leaves_nothing_and_heals(tmp_path: Path) -> No
             count = await http.get("/fhir/Binary?_summary=count", headers=auth)
             assert count.json()["total"] == 0
             small = await http.post(
-                "/fhir/Binary", content=b"fits", headers={**auth, "Content-Type": "a/b"}
+                "/fhir/Binary", content=b"fits", headers={**auth, "Content-Type": "text/plain"}
             )
             assert small.status_code == 201

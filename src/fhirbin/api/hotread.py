@@ -34,6 +34,7 @@ from fhirbin.api.responses import encode_headers
 from fhirbin.auth.scopes import allows
 from fhirbin.auth.tokens import AccessClaims
 from fhirbin.errors import FhirbinError
+from fhirbin.faults import DependencyUnavailable, OutOfSpace
 from fhirbin.fhir.ids import ID_RE
 from fhirbin.fhir.negotiate import Representation, read_representation
 from fhirbin.metadata.base import BinaryVersion
@@ -79,7 +80,10 @@ class HotRead:
             return False
         runtime = self.runtime()
         service = runtime.service
-        version = await service.catalogue.current(binary_id)
+        try:
+            version = await service.catalogue.current(binary_id)
+        except (DependencyUnavailable, OutOfSpace):
+            return False  # the general path answers the fault as an OperationOutcome
         if version is None or version.deleted or version.sha256 is None:
             return False
         content = service.small_content(version)

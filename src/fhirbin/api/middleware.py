@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fhirbin.auth.revocation import ClientStatusCache
 from fhirbin.auth.tokens import AccessClaims
 from fhirbin.errors import BadRequest, FhirbinError, Unauthorized
+from fhirbin.faults import DependencyUnavailable, OutOfSpace
 from fhirbin.identity.authenticator import Authenticator
 
 CLAIMS_KEY = "fhirbin.claims"
@@ -59,7 +60,9 @@ class AuthMiddleware:
             path: str = scope["path"]
             if _protected(path):
                 scope[CLAIMS_KEY] = await self._authenticate(scope)
-        except FhirbinError as exc:
+        except (FhirbinError, DependencyUnavailable, OutOfSpace) as exc:
+            # Rendered here: past this middleware Starlette's outer error handler would answer
+            # and then re-raise it to the server as if it were a crash.
             await self.render(exc, scope)(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -43,6 +43,19 @@ class StreamedResponse(Response):
         self.raw_headers = encode_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        streamed = (
+            scope["method"] != "HEAD"
+            and self.content is None
+            and not (
+                self.path is not None and "http.response.pathsend" in scope.get("extensions", {})
+            )
+        )
+        first = b""
+        if streamed and self.body_iter is not None:
+            # The first chunk before the status: a store that cannot be read now (faults.py)
+            # becomes a 503 OperationOutcome instead of a 200 with a cut body.
+            self.body_iter = aiter(self.body_iter)
+            first = await anext(self.body_iter, b"")
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
@@ -56,6 +69,8 @@ class StreamedResponse(Response):
         if self.path is not None and "http.response.pathsend" in scope.get("extensions", {}):
             await send({"type": "http.response.pathsend", "path": str(self.path)})
             return
+        if first:
+            await send({"type": "http.response.body", "body": first, "more_body": True})
         if self.body_iter is not None:
             async for chunk in self.body_iter:
                 if chunk:

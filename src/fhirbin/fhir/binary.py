@@ -230,8 +230,14 @@ async def binary_json_stream(
     :func:`binary_json_length` bytes, or ContentSizeMismatchError if the content is not
     ``meta.size`` bytes long."""
     head, tail = binary_json_parts(meta, pretty, elements)
+    pieces = aiter(base64_chunks(exactly(content, meta)))
+    # The content's first piece before the head: a store that cannot be read fails the
+    # response before its status is sent, so the client gets an error status, not a cut body.
+    first = await anext(pieces, b"")
     yield head
-    async for piece in base64_chunks(exactly(content, meta)):
+    if first:
+        yield first
+    async for piece in pieces:
         yield piece
     if tail:
         yield tail

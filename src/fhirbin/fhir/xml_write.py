@@ -537,8 +537,14 @@ async def binary_xml_stream(
     :func:`binary_xml_length` bytes, or ContentSizeMismatchError if the content is not
     ``meta.size`` bytes long. Pass ``declaration=False`` for a Bundle entry."""
     head, tail = binary_xml_parts(meta, pretty, declaration=declaration)
+    pieces = aiter(base64_chunks(exactly(content, meta)))
+    # The content's first piece before the head: a store that cannot be read fails the
+    # response before its status is sent, so the client gets an error status, not a cut body.
+    first = await anext(pieces, b"")
     yield head
-    async for piece in base64_chunks(exactly(content, meta)):
+    if first:
+        yield first
+    async for piece in pieces:
         yield piece
     if tail:
         yield tail
