@@ -48,26 +48,26 @@ FORBIDDEN = {
     },
     "service": {"api", "cli", "runtime", "maintenance"},
     "api": {"cli"},
-    "identity": {"api", "service", "storage", "cli", "runtime", "maintenance"},
+    "providers": {"api", "service", "storage", "cli", "runtime", "maintenance"},
     "scanning": {
         "api",
         "service",
         "storage",
         "metadata",
         "auth",
-        "identity",
+        "providers",
         "cli",
         "runtime",
         "maintenance",
     },
-    "faults": {"api", "service", "storage", "metadata", "auth", "identity", "cli", "runtime"},
+    "faults": {"api", "service", "storage", "metadata", "auth", "providers", "cli", "runtime"},
     "auditlog": {"api", "service", "cli", "runtime"},
     "maintenance": {"api", "cli", "runtime"},
     "runtime": {"api", "cli"},
 }
 WEB = ("starlette", "granian", "httpx")
-#: identity fetches JWK Sets and asks introspection endpoints: the HTTP client, never the server.
-HTTP_CLIENT = {"identity": ("httpx",)}
+#: providers fetch JWK Sets and asks introspection endpoints: the HTTP client, never the server.
+HTTP_CLIENT = {"providers": ("httpx",)}
 
 
 def imports_of(path: Path) -> set[str]:

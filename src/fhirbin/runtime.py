@@ -23,9 +23,9 @@ from fhirbin.auth.revocation import ClientStatusCache
 from fhirbin.auth.tokens import TokenIssuer, TokenVerifier
 from fhirbin.config import Settings, SettingsError
 from fhirbin.faults import DependencyUnavailable, OutOfSpace
-from fhirbin.identity.authenticator import Authenticator, build_authenticator
 from fhirbin.metadata.base import MetadataStore, SigningKeyRecord
 from fhirbin.metadata.sql import SqlMetadataStore
+from fhirbin.providers.authenticator import Authenticator, build_authenticator
 from fhirbin.scanning.screener import build_screener
 from fhirbin.service import BinaryService
 from fhirbin.storage.base import BlobStore

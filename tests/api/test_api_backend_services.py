@@ -26,10 +26,10 @@ from fhirbin.auth.assertions import ASSERTION_TYPE
 from fhirbin.auth.clients import new_client_id
 from fhirbin.cli import cli
 from fhirbin.config import Settings
-from fhirbin.identity.authenticator import build_authenticator
 from fhirbin.metadata.base import Client
 from fhirbin.metadata.sql import SqlMetadataStore
-from tests.identity.support import (
+from fhirbin.providers.authenticator import build_authenticator
+from tests.providers.support import (
     EC_P256,
     EC_P384,
     RSA_KEY,

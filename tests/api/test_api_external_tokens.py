@@ -21,8 +21,8 @@ from starlette.applications import Starlette
 
 from fhirbin.api.app import create_app
 from fhirbin.config import Settings, load_settings
-from fhirbin.identity.authenticator import build_authenticator
-from tests.identity.support import (
+from fhirbin.providers.authenticator import build_authenticator
+from tests.providers.support import (
     EC_P384,
     RSA_KEY,
     RSA_KEY_2,
@@ -291,7 +291,7 @@ async def test_no_store_jwks_is_still_fetched_at_most_once_a_minute(h: Harness) 
 async def test_unreachable_jwks_is_401(
     tmp_path: Path, idp: LoopbackServer, monkeypatch: Any
 ) -> None:
-    from tests.identity.support import closed_port_url
+    from tests.providers.support import closed_port_url
 
     settings = external_settings(tmp_path, idp, external_jwks=closed_port_url(JWKS_PATH))
     async for harness in _harness(settings, idp, monkeypatch):

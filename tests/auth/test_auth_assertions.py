@@ -16,7 +16,7 @@ from fhirbin.auth.assertions import (
 )
 from fhirbin.auth.jwks import JwksError, PublicJwk, parse_jwks, select_key
 from fhirbin.errors import OAuthError
-from tests.identity.support import (
+from tests.providers.support import (
     EC_P384,
     RSA_KEY,
     RSA_KEY_2,

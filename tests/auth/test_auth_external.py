@@ -15,7 +15,7 @@ from fhirbin.auth.external import (
 from fhirbin.auth.jose import peek
 from fhirbin.auth.jwks import PublicJwk, parse_jwks, select_key
 from fhirbin.errors import Unauthorized
-from tests.identity.support import (
+from tests.providers.support import (
     EC_P384,
     RSA_KEY,
     RSA_KEY_2,

@@ -17,7 +17,7 @@ from fhirbin.auth.jwks import (
     select_key,
     validate_jwks_url,
 )
-from tests.identity.support import EC_P256, EC_P384, RSA_KEY, RSA_KEY_2, jwk, jwks
+from tests.providers.support import EC_P256, EC_P384, RSA_KEY, RSA_KEY_2, jwk, jwks
 
 
 def test_rsa_and_ec_public_keys_parse() -> None:

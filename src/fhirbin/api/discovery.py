@@ -19,8 +19,8 @@ from fhirbin.errors import FhirbinError, OAuthError
 from fhirbin.fhir.audit import AUDIT_INTERACTIONS, AUDIT_SEARCH_PARAMS
 from fhirbin.fhir.capability import capability_statement
 from fhirbin.fhir.negotiate import fhir_format, media_type_essence
-from fhirbin.identity.assertions import is_key_client
 from fhirbin.metadata.base import Client
+from fhirbin.providers.assertion_verifier import is_key_client
 
 if TYPE_CHECKING:
     from fhirbin.runtime import Runtime

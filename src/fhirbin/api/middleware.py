@@ -18,7 +18,7 @@ from fhirbin.auth.revocation import ClientStatusCache
 from fhirbin.auth.tokens import AccessClaims
 from fhirbin.errors import BadRequest, FhirbinError, Unauthorized
 from fhirbin.faults import DependencyUnavailable, OutOfSpace
-from fhirbin.identity.authenticator import Authenticator
+from fhirbin.providers.authenticator import Authenticator
 
 CLAIMS_KEY = "fhirbin.claims"
 FHIR_PREFIX = "/fhir"

@@ -5,7 +5,8 @@ profiled by SMART App Launch 2.2 ``client-confidential-asymmetric.html``: header
 or ES384, and the others listed in ``ASSERTION_ALGS``), ``kid`` and optional ``jku``; claims
 ``iss`` = ``sub`` = client_id, ``aud`` = the token endpoint URL, ``exp`` at most five minutes
 ahead, ``jti`` used once. Finding the key (the client's registered JWK Set, by value or fetched
-from its URL) and remembering jtis (in the database) happen in ``fhirbin.identity.assertions``.
+from its URL) and remembering jtis (in the database) happen in
+``fhirbin.providers.assertion_verifier``.
 
 Every failure is RFC 6749 §5.2 ``invalid_client`` (RFC 7523 §3.2 and SMART: any authentication
 failure is ``invalid_client``), HTTP 401, with a description saying what was wrong.

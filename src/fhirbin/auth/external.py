@@ -1,6 +1,6 @@
 """Access tokens issued elsewhere: an external identity provider's JWTs and RFC 7662 answers.
 
-Pure: values in, values out. ``fhirbin.identity`` fetches the provider's keys and asks the
+Pure: values in, values out. ``fhirbin.providers`` fetches the provider's keys and asks the
 introspection endpoint; this module decides whether what came back is acceptable and turns it
 into :class:`AccessClaims`:
 

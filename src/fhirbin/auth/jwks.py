@@ -1,6 +1,6 @@
 """JSON Web Key Sets: the public keys of a JWK Set, and the one key a signed JWT names.
 
-Pure: values in, values out (fetching and caching a JWK Set is ``fhirbin.identity.jwks``).
+Pure: values in, values out (fetching and caching a JWK Set is ``fhirbin.providers.jwks_cache``).
 Used for SMART Backend Services client keys (``client-confidential-asymmetric.html``) and for the
 keys of an external identity provider.
 

@@ -32,8 +32,8 @@ from fhirbin.auth.assertions import (
 )
 from fhirbin.auth.jwks import AmbiguousKey, JwksError, KeyNotFound, PublicJwk, parse_jwks_text
 from fhirbin.auth.jwks import select_key as _select
-from fhirbin.identity.jwks import JwksCache, JwksUnavailable
 from fhirbin.metadata.base import Client, MetadataStore
+from fhirbin.providers.jwks_cache import JwksCache, JwksUnavailable
 
 __all__ = ["ClientAssertions", "is_key_client"]
 

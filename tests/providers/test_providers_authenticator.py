@@ -1,4 +1,4 @@
-"""Which verifier a bearer token goes to (fhirbin.identity.authenticator)."""
+"""Which verifier a bearer token goes to (fhirbin.providers.authenticator)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fhirbin.auth.tokens import TokenIssuer, TokenVerifier
 from fhirbin.config import Settings, SettingsError, load_settings
 from fhirbin.errors import Unauthorized
-from fhirbin.identity.authenticator import build_authenticator
-from tests.identity.support import (
+from fhirbin.providers.authenticator import build_authenticator
+from tests.providers.support import (
     RSA_KEY,
     LoopbackServer,
     Reply,

@@ -33,7 +33,7 @@ from fhirbin.errors import Unauthorized
 __all__ = ["Introspector"]
 
 MAX_ANSWER_BYTES = 64 * 1024
-log = structlog.get_logger("fhirbin.identity")
+log = structlog.get_logger("fhirbin.providers")
 
 
 class Introspector:

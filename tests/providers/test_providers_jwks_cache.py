@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from fhirbin.identity.jwks import MAX_JWKS_BYTES, JwksCache, JwksUnavailable, new_http_client
-from tests.identity.support import (
+from fhirbin.providers.jwks_cache import MAX_JWKS_BYTES, JwksCache, JwksUnavailable, new_http_client
+from tests.providers.support import (
     EC_P384,
     RSA_KEY,
     FakeClock,

@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from fhirbin.errors import Unauthorized
-from fhirbin.identity.introspection import Introspector
-from fhirbin.identity.jwks import new_http_client
-from tests.identity.support import (
+from fhirbin.providers.introspection import Introspector
+from fhirbin.providers.jwks_cache import new_http_client
+from tests.providers.support import (
     FakeClock,
     LoopbackServer,
     Reply,

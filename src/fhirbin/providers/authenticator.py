@@ -26,10 +26,10 @@ from fhirbin.auth.jose import peek
 from fhirbin.auth.tokens import MAX_TOKEN_LENGTH, AccessClaims, TokenVerifier
 from fhirbin.config import Settings, SettingsError
 from fhirbin.errors import Unauthorized
-from fhirbin.identity.assertions import ClientAssertions
-from fhirbin.identity.external import ExternalTokens
-from fhirbin.identity.introspection import Introspector
-from fhirbin.identity.jwks import JwksCache, new_http_client
+from fhirbin.providers.assertion_verifier import ClientAssertions
+from fhirbin.providers.external_idp import ExternalTokens
+from fhirbin.providers.introspection import Introspector
+from fhirbin.providers.jwks_cache import JwksCache, new_http_client
 
 __all__ = ["Authenticator", "build_authenticator"]
 

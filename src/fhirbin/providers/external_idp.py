@@ -27,7 +27,7 @@ from fhirbin.auth.jose import UnverifiedJws
 from fhirbin.auth.jwks import AmbiguousKey, JwksError, KeyNotFound, PublicJwk, select_key
 from fhirbin.auth.tokens import AccessClaims
 from fhirbin.errors import Unauthorized
-from fhirbin.identity.jwks import JwksCache, JwksUnavailable
+from fhirbin.providers.jwks_cache import JwksCache, JwksUnavailable
 
 __all__ = ["ExternalTokens"]
 

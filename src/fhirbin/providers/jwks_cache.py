@@ -42,7 +42,7 @@ MAX_TTL = 3600.0
 MAX_STALE = 3600.0
 HTTP_TIMEOUT = 5.0
 
-log = structlog.get_logger("fhirbin.identity")
+log = structlog.get_logger("fhirbin.providers")
 
 
 class JwksUnavailable(Exception):
@@ -50,7 +50,7 @@ class JwksUnavailable(Exception):
 
 
 def new_http_client() -> httpx.AsyncClient:
-    """The HTTP client identity uses: short timeouts, no redirects, no cookies kept."""
+    """The HTTP client the providers use: short timeouts, no redirects, no cookies kept."""
     return httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False)
 
 

@@ -1,1 +1,0 @@
-"""Who is calling: fhirbin's own tokens, external identity providers, token introspection."""
