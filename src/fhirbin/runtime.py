@@ -84,8 +84,11 @@ def open_content_store(settings: Settings, environ: Mapping[str, str]) -> BlobSt
 
 
 def _private_folder(folder: Path) -> None:
-    # Health data: the data folder belongs to the service user alone (docs/operations.md).
+    # Health data: the data folder belongs to the service user alone (docs/operations.md),
+    # also when an operator made it beforehand with the usual 0755.
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.stat().st_mode & 0o077:
+        folder.chmod(0o700)
 
 
 async def stored_keys(catalogue: MetadataStore, settings: Settings) -> list[KeyMaterial]:
