@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhirbin.api.access import authorize
-from fhirbin.api.render import binary_response, pretty
+from fhirbin.api.render import Subset, binary_response, pretty
 from fhirbin.api.requests import runtime
 from fhirbin.api.responses import StreamedResponse, validator_headers
 from fhirbin.errors import BadRequest, NotFound
@@ -27,6 +27,7 @@ from fhirbin.fhir.ranges import (
     new_boundary,
     parse_range,
 )
+from fhirbin.fhir.search import read_subset
 from fhirbin.metadata.base import BinaryVersion
 from fhirbin.security.serving import native_headers
 from fhirbin.service import BinaryService
@@ -57,7 +58,15 @@ async def vread(request: Request) -> Response:
 
 
 def _negotiate(request: Request) -> Representation:
+    # _summary and _elements are checked on every read, and applied to the FHIR form only.
+    read_subset(request.query_params.multi_items())
     return read_representation(request.query_params.get("_format"), request.headers.get("accept"))
+
+
+def _subset(request: Request) -> Subset:
+    """``_summary`` / ``_elements`` of a read (R4 http.html#read; search's Subset)."""
+    summary, elements = read_subset(request.query_params.multi_items())
+    return Subset(summary=summary, elements=None if summary else elements)
 
 
 def serve(request: Request, version: BinaryVersion, fmt: Representation) -> Response:
@@ -73,7 +82,8 @@ def serve(request: Request, version: BinaryVersion, fmt: Representation) -> Resp
         return Response(status_code=304, headers=validator_headers(version))
     service = runtime(request).service
     if fmt is not Representation.NATIVE:
-        return binary_response(service, version, fmt, pretty=pretty(request))
+        subset = _subset(request)
+        return binary_response(service, version, fmt, pretty=pretty(request), subset=subset)
     return _native(request, service, version)
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "parse_binary_search",
     "parse_history_params",
     "prefer_handling",
+    "read_subset",
     "self_link",
     "split_values",
 ]
@@ -387,6 +388,32 @@ def _count(value: str, max_count: int) -> int:
     if len(digits) > _MAX_INT_DIGITS:
         return max_count
     return min(int(digits), max_count)
+
+
+def read_subset(params: Sequence[tuple[str, str]]) -> tuple[bool, frozenset[str] | None]:
+    """``(summary, elements)`` of a read or vread: ``_summary`` and ``_elements`` apply there
+    too (R4 http.html#read, search.html#summary, #elements) but only to the FHIR form (R4
+    binary.html#rest: not to the native content). ``_summary=true``/``text`` leave ``data``
+    out, ``false``/``data`` change nothing; ``count`` is a search's and a 400 here. Each may
+    appear once; other parameters are not this function's business."""
+    seen: set[str] = set()
+    summary = False
+    elements: frozenset[str] | None = None
+    for name, value in params:
+        if name == "_summary":
+            _once(name, seen)
+            if _SUMMARY.get(value) not in ("true", "false"):
+                raise BadRequest(
+                    f"Invalid _summary {value[:100]!r} on a read: expected true, false, text or "
+                    "data (count applies to searches; R4 search.html#summary).",
+                    expression="http._summary",
+                )
+            summary = _SUMMARY[value] == "true"
+        elif name == "_elements":
+            _once(name, seen)
+            names = _elements(value)
+            elements = frozenset(names) if names else None
+    return summary, elements
 
 
 def _elements(value: str) -> list[str]:
