@@ -100,6 +100,13 @@ def serve(**flags: Any) -> None:
     from granian.http import HTTP1Settings
 
     settings = _settings(**flags)
+    from fhirbin.scanning.screener import build_screener
+    from fhirbin.security.sniff import MissingLibraryError
+
+    try:
+        build_screener(settings)  # as each worker will: needs libmagic when it sniffs
+    except MissingLibraryError as exc:
+        raise click.ClickException(str(exc)) from None
     # Granian binds with SO_REUSEPORT, so a second server on a port in use would silently
     # share it (and answer half the requests from another data folder). A plain bind first
     # (SO_REUSEADDR only skips connections left in TIME_WAIT) finds any listener there.
