@@ -34,7 +34,8 @@ from fhirbin.service import BinaryService
 
 
 async def read(request: Request) -> Response:
-    """GET/HEAD [base]/Binary/[id] — R4 binary.html#rest, http.html#read, D1/D2."""
+    """GET/HEAD [base]/Binary/[id] — R4 binary.html#rest, http.html#read,
+    docs/decisions.md#read-representation, #other-accept-types-get-the-content."""
     access = authorize(request, "r")
     binary_id = check_id(request.path_params["id"])
     fmt = _negotiate(request)
@@ -49,7 +50,8 @@ async def vread(request: Request) -> Response:
     raw_vid = request.path_params["vid"]
     vid = version_number(raw_vid)
     if vid is None:
-        # fhirbin's version ids are 1, 2, …: anything else names no version (D12).
+        # fhirbin's version ids are 1, 2, …: anything else names no version
+        # (docs/decisions.md#version-ids).
         check_id(raw_vid, expression="vid")
         raise NotFound(f"Binary/{binary_id} has no version {raw_vid!r}.")
     fmt = _negotiate(request)
@@ -88,7 +90,8 @@ def serve(request: Request, version: BinaryVersion, fmt: Representation) -> Resp
 
 
 def native_headers_of(version: BinaryVersion) -> dict[str, str]:
-    """What every native answer for ``version`` carries (security/serving.py, D1)."""
+    """What every native answer for ``version`` carries (security/serving.py,
+    docs/decisions.md#read-representation)."""
     headers = validator_headers(version)
     headers.update(native_headers(version.id, version.content_type))
     headers["Accept-Ranges"] = "bytes"
@@ -156,7 +159,8 @@ async def _multipart(
 
 
 async def unrouted(request: Request) -> Response:
-    """Paths under /Binary/ that are no route; a %2F inside an id is a malformed id (D3)."""
+    """Paths under /Binary/ that are no route; a %2F inside an id is a malformed id
+    (docs/decisions.md#malformed-ids)."""
     raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
     tail = raw.split(b"/Binary/", 1)[-1]
     if b"%2f" in tail.lower():

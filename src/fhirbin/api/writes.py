@@ -220,7 +220,8 @@ async def create(request: Request) -> Response:
 
 
 async def update(request: Request) -> Response:
-    """PUT [base]/Binary/[id] — R4 http.html#update, #upsert, #concurrency; D13."""
+    """PUT [base]/Binary/[id] — R4 http.html#update, #upsert, #concurrency;
+    docs/decisions.md#ids."""
     access = authorize(request, "u")
     binary_id = check_writable_id(request.path_params["id"])
     service = runtime(request).service
@@ -253,7 +254,8 @@ async def update(request: Request) -> Response:
 
 
 async def delete(request: Request) -> Response:
-    """DELETE [base]/Binary/[id] — 204 even when unknown or already deleted (D9)."""
+    """DELETE [base]/Binary/[id] — 204 even when unknown or already deleted
+    (docs/decisions.md#delete-is-idempotent)."""
     access = authorize(request, "d")
     binary_id = check_id(request.path_params["id"])
     if_match = request.headers.get("if-match")

@@ -5,7 +5,8 @@ repeat-AND (search.html#combining), value escaping (#escaping), empty values (#e
 modifiers (#modifiers), ``_lastUpdated`` (#lastUpdated, #date, #prefix), ``_count``
 (#count), ``_sort`` (#sort), ``_summary`` (#summary), ``_elements`` (#elements), ``_total``
 (#total), the paging cursor ``_page`` (http.html#paging), unknown parameters and
-``Prefer: handling`` (#errors, D4), the ``self`` link that reports the parameters actually
+``Prefer: handling`` (#errors,
+docs/decisions.md#unknown-search-parameters), the ``self`` link that reports the parameters actually
 used (#conformance), and the parameters of history (http.html#history). Pure: the HTTP layer
 passes the decoded query (and form body) pairs in and runs the search it gets back.
 
@@ -19,7 +20,7 @@ Decisions where the spec leaves room:
 * The result parameters ``_count``, ``_sort``, ``_summary``, ``_elements``, ``_total`` and
   ``_page`` may appear at most once (repeats are ambiguous: 400), modifiers on them are a 400,
   and an invalid value is a 400 whatever ``Prefer: handling`` says (only unknown parameters
-  are subject to D4).
+  are subject to docs/decisions.md#unknown-search-parameters).
 * ``_count`` above ``max_count`` is capped (search.html#count lets the server return fewer);
   ``_count=0`` asks for the total only.
 * ``_sort``: only ``_lastUpdated`` (ascending, the default) and ``-_lastUpdated``.
@@ -27,7 +28,8 @@ Decisions where the spec leaves room:
   left) and ``_summary=data`` as ``false`` (there is no text to drop); ``used`` says so.
 * ``_elements`` names must be Binary's top-level elements; empty names are dropped.
 * History: ``_at`` and ``_list`` are not supported and are treated as unknown parameters
-  (ignored, or a 400 under ``Prefer: handling=strict``), like any other parameter D4 covers.
+  (ignored, or a 400 under ``Prefer: handling=strict``), like any other unknown parameter
+  (docs/decisions.md#unknown-search-parameters).
 """
 
 from __future__ import annotations

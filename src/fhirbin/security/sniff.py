@@ -34,8 +34,9 @@ class MissingLibraryError(RuntimeError):
 
 def check_libmagic(library: str | None = None) -> None:
     """Raise MissingLibraryError, naming the library and its package, unless ``library``
-    (default :data:`LIBMAGIC`) loads. Called at start (``fhirbin serve``, and before the first sniff in each worker), so a
-    machine without it fails with this message instead of workers dying on an import."""
+    (default :data:`LIBMAGIC`) loads. Called at start (``fhirbin serve``, and before the first
+    sniff in each worker), so a machine without it fails with this message instead of workers
+    dying on an import."""
     library = library or LIBMAGIC
     try:
         ctypes.CDLL(library)
