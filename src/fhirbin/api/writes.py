@@ -15,7 +15,7 @@ from starlette.responses import Response
 from fhirbin.api.access import Access, authorize
 from fhirbin.api.audit import write_audit
 from fhirbin.api.render import binary_response, pretty, resource_response
-from fhirbin.api.requests import content_length, read_body, runtime, spool_body
+from fhirbin.api.requests import body_chunks, content_length, read_body, runtime, spool_body
 from fhirbin.errors import BadRequest, PayloadTooLarge
 from fhirbin.fhir.binary import binary_summary_json, etag, http_date
 from fhirbin.fhir.binary_parse import ParsedBinary
@@ -95,7 +95,7 @@ async def _upload(request: Request, service: BinaryService) -> Upload:
     declared = content_length(request)
     if declared is not None and declared > service.max_size:
         raise too_large(service.max_size)  # decided before reading a byte
-    return Upload(content_type, header_context, request.stream(), Return.SUBSET)
+    return Upload(content_type, header_context, body_chunks(request), Return.SUBSET)
 
 
 def _xml_too_large() -> PayloadTooLarge:
