@@ -16,6 +16,7 @@ setup: $(STAMP)
 
 ## Serve the embedded default (SQLite + ./data) on http://127.0.0.1:8080/fhir
 serve: $(STAMP)
+	scripts/serve-deps.sh
 	$(BIN)/fhirbin serve
 
 ## Run the whole test suite (installs the Debian packages the tests need first)

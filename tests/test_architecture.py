@@ -1,4 +1,4 @@
-"""Imports go one way (shared/design/architecture.md): a wrong import fails here."""
+"""Imports go one way (docs/development.md#layout): a wrong import fails here."""
 
 from __future__ import annotations
 

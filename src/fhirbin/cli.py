@@ -102,6 +102,31 @@ def serve(**flags: Any) -> None:
     from granian.http import HTTP1Settings
 
     settings = _settings(**flags)
+    from fhirbin.scanning.screener import build_screener
+    from fhirbin.security.sniff import MissingLibraryError
+
+    try:
+        build_screener(settings)  # as each worker will: needs libmagic when it sniffs
+    except MissingLibraryError as exc:
+        raise click.ClickException(str(exc)) from None
+    # Granian binds with SO_REUSEPORT, so a second server on a port in use would silently
+    # share it (and answer half the requests from another data folder). A plain bind first
+    # (SO_REUSEADDR only skips connections left in TIME_WAIT) finds any listener there.
+    import socket
+
+    family, kind, proto, _, address = socket.getaddrinfo(
+        settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot serve on {settings.host}:{settings.port}: {exc.strerror}. Another "
+                "server (another fhirbin serve?) is listening there; stop it or choose "
+                "another --port."
+            ) from None
     # Workers rebuild their settings from the environment (asgi_app below).
     for setting in SETTINGS:
         os.environ[setting.env] = str(getattr(settings, setting.name))

@@ -21,7 +21,7 @@
 
 Code anywhere below ``api/`` raises these; ``api/errors.py`` alone turns them into responses.
 The IssueType codes follow R4 operationoutcome.html and the status mapping of
-shared/spec/fhir-binary-rules.md item 93.
+docs/decisions.md#error-status-codes.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The audit trail over the real application: one AuditEvent record per FHIR request (issue 4
-item 7), the AuditEvent endpoint, the buffered log, and no content or token ever recorded."""
+"""The audit trail over the real application: one AuditEvent record per FHIR request
+(docs/security.md#audit), the AuditEvent endpoint, the buffered log, and no content or token
+ever recorded."""
 
 from __future__ import annotations
 
@@ -166,7 +167,8 @@ async def test_every_interaction_leaves_exactly_one_record(
     check(await only(app, rid), action="D", subtype="delete", status=204, entity=entity,
           entity_version=3)  # fmt: skip
 
-    # Deleting again is a no-op 204 (D9): no version written, so the middleware records it.
+    # Deleting again is a no-op 204 (docs/decisions.md#delete-is-idempotent): no version
+    # written, so the middleware records it.
     again, rid = await send(client, "DELETE", f"/fhir/Binary/{bid}", headers=writer.headers)
     assert again.status_code == 204
     check(await only(app, rid), action="D", subtype="delete", status=204, entity=entity,

@@ -87,7 +87,7 @@ async def test_content_type_parameters_are_kept_verbatim(
         ({}, None, False),
         ({}, "*/*", False),
         ({}, "application/json", False),
-        ({}, "image/png", False),  # D2: a specific other type still gets the content
+        ({}, "image/png", False),  # docs/decisions.md#other-accept-types-get-the-content
         ({}, "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", False),
         ({}, "application/fhir+json", True),
         ({}, "application/pdf;q=0.5, application/fhir+json", True),
@@ -171,7 +171,7 @@ async def test_fhir_json_body_that_is_a_binary_is_parsed(
     assert response.status_code == 201
     binary_id = id_of(response)
     assert binary_id != "client-chosen"  # R4 http.html#create: the body id is ignored
-    # D7: FHIR-JSON uploads get return=representation by default
+    # docs/decisions.md#prefer-on-writes: FHIR uploads get the representation
     assert response.json()["meta"]["versionId"] == "1"
     assert response.json()["id"] == binary_id
     native = await client.get(f"/fhir/Binary/{binary_id}", headers=auth)
@@ -235,7 +235,7 @@ async def test_empty_body_is_a_binary_of_size_zero(
 ) -> None:
     binary_id = id_of(await create(client, auth, b"", "application/octet-stream"))
     response = await client.get(f"/fhir/Binary/{binary_id}", headers=auth)
-    assert response.status_code == 200  # D8
+    assert response.status_code == 200  # docs/decisions.md#empty-binary
     assert response.content == b""
     assert response.headers["content-length"] == "0"
 

@@ -1,4 +1,5 @@
-"""securityContext as access control for patient-bound tokens (R4 Binary "Security", D16)."""
+"""securityContext as access control for patient-bound tokens (R4 Binary "Security",
+docs/decisions.md#patient-scopes-and-security-context)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Content screening through the real app, playing the attacker (issue 4, item 4).
+"""Content screening through the real app, playing the attacker
+(docs/security.md#content-screening-every-create-and-update).
 
 A real clamd (tests/clamd_support.py) with the project's own signatures scans every upload;
 each hostile upload must be refused with the right status and an OperationOutcome saying what
@@ -267,7 +268,7 @@ async def test_a_hostile_fhir_binary_body_is_refused(scanned: Server) -> None:
         (samples.SVG, "image/svg+xml"),
         (os.urandom(5000), "application/octet-stream"),
         (samples.PDF, "application/octet-stream"),
-        (b"", "application/pdf"),  # D8: an empty Binary
+        (b"", "application/pdf"),  # docs/decisions.md#empty-binary
     ],
     ids=lambda v: "content" if isinstance(v, bytes) else v,
 )

@@ -1,4 +1,5 @@
-"""Safe serving headers on native reads through the real app (issue 4, item 5).
+"""Safe serving headers on native reads through the real app
+(docs/security.md#serving-native-content).
 
 Every native 200/206 (and HEAD) carries Content-Disposition (inline only for passive types),
 the CSP sandbox (a PDF gets a viewer-compatible policy instead), nosniff, CORP and

@@ -60,7 +60,7 @@ def test_malformed_entity_tags_are_400_naming_the_header(header: str) -> None:
         ("3", True),
         ('W/"2"', False),
         ('W/"2", W/"3"', True),
-        ('W/"03"', False),  # version ids have one spelling (D12)
+        ('W/"03"', False),  # docs/decisions.md#version-ids
         ("*", True),
         ("", False),
     ],

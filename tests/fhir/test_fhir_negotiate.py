@@ -1,4 +1,6 @@
-"""fhirbin.fhir.negotiate: D1/D2/D11/D14 content negotiation and Content-Type validation."""
+"""fhirbin.fhir.negotiate: content negotiation and Content-Type validation
+(docs/decisions.md#read-representation, #other-accept-types-get-the-content, #fhir-version,
+#unsupported-format)."""
 
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ FIREFOX = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
         ("text/xml", NATIVE),
         (CHROME, NATIVE),
         (FIREFOX, NATIVE),
-        ("image/png", NATIVE),  # D2: a type other than the stored one still gets the bytes
+        ("image/png", NATIVE),  # docs/decisions.md#other-accept-types-get-the-content
         ("garbage", NATIVE),
         ("application/fhir+json", JSON),
         ("application/json+fhir", JSON),

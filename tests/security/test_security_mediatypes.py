@@ -42,7 +42,10 @@ ASCII = "us-ascii"
         ("audio/wav", samples.WAV),
         ("audio/x-wav", samples.WAV),
         ("video/x-msvideo", samples.WAV),  # RIFF containers: audio and video are not told apart
-        ("application/pdf", b""),  # empty content (D8) contradicts nothing
+        (
+            "application/pdf",
+            b"",
+        ),  # empty content contradicts nothing: docs/decisions.md#empty-binary
         ("image/png", bytes([0xFB, 0xFF, 0xFE]) * 50),  # "ISO-8859 text" is a guess
         ("application/dicom", bytes(range(256)) * 4),  # libmagic's weak "TGA" guess
         ("application/octet-stream", samples.PE),  # generic: never a mismatch (deny is separate)

@@ -2,10 +2,11 @@
 
 R4 binary.html "Security": a Binary's ``securityContext`` names the resource whose access rules
 apply to it. Binary belongs to no compartment, so SMART ``patient/`` and ``user/`` scopes have
-no meaning of their own on it (shared/spec Q-11, decision D16): fhirbin lets such tokens, when
-they carry a patient in context, read, search and write only the Binaries whose
-securityContext is that Patient (relative ``Patient/<id>`` or absolute on this server);
-everything else is a 404 to them, so existence is not revealed (R4 security.html#AccessDenied).
+no meaning of their own on it (docs/decisions.md#patient-scopes-and-security-context): fhirbin
+lets such tokens, when they carry a patient in context, read, search and write only the
+Binaries whose securityContext is that Patient (relative ``Patient/<id>`` or absolute on this
+server); everything else is a 404 to them, so existence is not revealed (R4
+security.html#AccessDenied).
 ``system/`` scopes are unaffected.
 """
 

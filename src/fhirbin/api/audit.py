@@ -1,4 +1,4 @@
-"""The audit trail: every FHIR request becomes one AuditEvent record (issue 4 item 7).
+"""The audit trail: every FHIR request becomes one AuditEvent record (docs/security.md#audit).
 
 Three parts:
 
@@ -95,7 +95,8 @@ REFUSAL_KEY = "fhirbin.refusal"
 
 MAX_DETAIL = 1000  # characters of a refusal reason kept
 
-#: The public discovery endpoints (D5), not audited: they reveal nothing about anyone's data.
+#: The public discovery endpoints (docs/decisions.md#public-endpoints), not audited: they
+#: reveal nothing about anyone's data.
 #: The token endpoint IS audited (subtype ``login``).
 _DISCOVERY = frozenset({f"{FHIR_PREFIX}/metadata"})
 _WELL_KNOWN = f"{FHIR_PREFIX}/.well-known/"

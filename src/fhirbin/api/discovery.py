@@ -1,4 +1,5 @@
-"""The public endpoints (decision D5): CapabilityStatement, SMART configuration, JWKS, tokens."""
+"""The public endpoints (docs/decisions.md#public-endpoints): CapabilityStatement, SMART
+configuration, JWKS, tokens."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ common case, using the same parts as the general path:
   its client known active within the revocation interval, and its scopes grant
   ``system/Binary.r`` outright (patient-bound access is decided by the general path);
 * the request is a plain GET: no query string, no conditional or Range header, a single
-  Authorization and Accept, and the Accept negotiates the native form (D1/D2);
+  Authorization and Accept, and the Accept negotiates the native form
+  (docs/decisions.md#read-representation);
 * the current version exists, is not deleted, and its content is in memory (small contents,
   storage/smallcache.py) or a local file (``pathsend``).
 

@@ -23,8 +23,9 @@ from fhirbin.providers.authenticator import Authenticator
 CLAIMS_KEY = "fhirbin.claims"
 FHIR_PREFIX = "/fhir"
 
-#: R4 has no rule for these; fhirbin decision D5: discovery, capabilities and the OAuth endpoints
-#: are public (SMART conformance.html#using-well-known needs them before any token exists).
+#: R4 has no rule for these; docs/decisions.md#public-endpoints: discovery, capabilities and
+#: the OAuth endpoints are public (SMART conformance.html#using-well-known needs them before
+#: any token exists).
 PUBLIC_PATHS = frozenset(
     {
         "/fhir/metadata",
@@ -99,7 +100,8 @@ def _protected(path: str) -> bool:
 
 
 def _refuse_query_token(scope: Scope) -> None:
-    """Decision D6 (RFC 6750 §2.3 discourages it): tokens in URLs end up in logs; refuse them."""
+    """docs/decisions.md#no-tokens-in-urls (RFC 6750 §2.3 discourages it): tokens in URLs end
+    up in logs; refuse them."""
     query: bytes = scope.get("query_string", b"")
     if b"access_token" not in query:
         return

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhirbin.api.access import authorize
-from fhirbin.api.render import binary_response, pretty
+from fhirbin.api.render import Subset, binary_response, pretty
 from fhirbin.api.requests import runtime
 from fhirbin.api.responses import StreamedResponse, validator_headers
 from fhirbin.errors import BadRequest, NotFound
@@ -27,13 +27,15 @@ from fhirbin.fhir.ranges import (
     new_boundary,
     parse_range,
 )
+from fhirbin.fhir.search import read_subset
 from fhirbin.metadata.base import BinaryVersion
 from fhirbin.security.serving import native_headers
 from fhirbin.service import BinaryService
 
 
 async def read(request: Request) -> Response:
-    """GET/HEAD [base]/Binary/[id] — R4 binary.html#rest, http.html#read, D1/D2."""
+    """GET/HEAD [base]/Binary/[id] — R4 binary.html#rest, http.html#read,
+    docs/decisions.md#read-representation, #other-accept-types-get-the-content."""
     access = authorize(request, "r")
     binary_id = check_id(request.path_params["id"])
     fmt = _negotiate(request)
@@ -48,7 +50,8 @@ async def vread(request: Request) -> Response:
     raw_vid = request.path_params["vid"]
     vid = version_number(raw_vid)
     if vid is None:
-        # fhirbin's version ids are 1, 2, …: anything else names no version (D12).
+        # fhirbin's version ids are 1, 2, …: anything else names no version
+        # (docs/decisions.md#version-ids).
         check_id(raw_vid, expression="vid")
         raise NotFound(f"Binary/{binary_id} has no version {raw_vid!r}.")
     fmt = _negotiate(request)
@@ -57,7 +60,15 @@ async def vread(request: Request) -> Response:
 
 
 def _negotiate(request: Request) -> Representation:
+    # _summary and _elements are checked on every read, and applied to the FHIR form only.
+    read_subset(request.query_params.multi_items())
     return read_representation(request.query_params.get("_format"), request.headers.get("accept"))
+
+
+def _subset(request: Request) -> Subset:
+    """``_summary`` / ``_elements`` of a read (R4 http.html#read; search's Subset)."""
+    summary, elements = read_subset(request.query_params.multi_items())
+    return Subset(summary=summary, elements=None if summary else elements)
 
 
 def serve(request: Request, version: BinaryVersion, fmt: Representation) -> Response:
@@ -73,12 +84,14 @@ def serve(request: Request, version: BinaryVersion, fmt: Representation) -> Resp
         return Response(status_code=304, headers=validator_headers(version))
     service = runtime(request).service
     if fmt is not Representation.NATIVE:
-        return binary_response(service, version, fmt, pretty=pretty(request))
+        subset = _subset(request)
+        return binary_response(service, version, fmt, pretty=pretty(request), subset=subset)
     return _native(request, service, version)
 
 
 def native_headers_of(version: BinaryVersion) -> dict[str, str]:
-    """What every native answer for ``version`` carries (security/serving.py, D1)."""
+    """What every native answer for ``version`` carries (security/serving.py,
+    docs/decisions.md#read-representation)."""
     headers = validator_headers(version)
     headers.update(native_headers(version.id, version.content_type))
     headers["Accept-Ranges"] = "bytes"
@@ -146,7 +159,8 @@ async def _multipart(
 
 
 async def unrouted(request: Request) -> Response:
-    """Paths under /Binary/ that are no route; a %2F inside an id is a malformed id (D3)."""
+    """Paths under /Binary/ that are no route; a %2F inside an id is a malformed id
+    (docs/decisions.md#malformed-ids)."""
     raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
     tail = raw.split(b"/Binary/", 1)[-1]
     if b"%2f" in tail.lower():

@@ -103,25 +103,41 @@ def binary_stream(
     nested: bool = False,
 ) -> AsyncIterator[bytes]:
     """The FHIR form of one Binary version, streamed (base64 encoded chunk by chunk)."""
-    if not subset.has_data or (version.size == 0 and subset.elements is not None):
-        small = (
-            binary_summary_json(version)
-            if subset.summary
-            else binary_subset_json(version, subset.elements or frozenset())
-        )
-        if fmt is Representation.FHIR_XML:
-            return _once(resource_to_xml(small, pretty=pretty, declaration=not nested))
-        return _once(resource_bytes(small, fmt, pretty))
+    small = _without_data(version, fmt, pretty, subset, nested)
+    if small is not None:
+        return _once(small)
     content = service.content(version)
     if fmt is Representation.FHIR_XML:
         return binary_xml_stream(version, content, pretty=pretty, declaration=not nested)
     return binary_json_stream(version, content, pretty=pretty, elements=subset.elements)
 
 
-def binary_length(version: BinaryVersion, fmt: Representation, pretty: bool) -> int:
+def _without_data(
+    version: BinaryVersion, fmt: Representation, pretty: bool, subset: Subset, nested: bool
+) -> bytes | None:
+    """The whole FHIR form when ``subset`` leaves ``data`` out (nothing to stream), else None.
+    (A FHIR XML subset that keeps ``data`` is the whole Binary: xml_write streams no subsets.)"""
+    if subset.has_data and not (version.size == 0 and subset.elements is not None):
+        return None
+    small = (
+        binary_summary_json(version)
+        if subset.summary
+        else binary_subset_json(version, subset.elements or frozenset())
+    )
+    if fmt is Representation.FHIR_XML:
+        return resource_to_xml(small, pretty=pretty, declaration=not nested)
+    return resource_bytes(small, fmt, pretty)
+
+
+def binary_length(
+    version: BinaryVersion, fmt: Representation, pretty: bool, subset: Subset = FULL
+) -> int:
+    small = _without_data(version, fmt, pretty, subset, nested=False)
+    if small is not None:
+        return len(small)
     if fmt is Representation.FHIR_XML:
         return binary_xml_length(version, pretty=pretty)
-    return binary_json_length(version, pretty=pretty)
+    return binary_json_length(version, pretty=pretty, elements=subset.elements)
 
 
 def binary_response(
@@ -132,13 +148,15 @@ def binary_response(
     pretty: bool,
     status_code: int = 200,
     extra_headers: Mapping[str, str] | None = None,
+    subset: Subset = FULL,
 ) -> StreamedResponse:
-    """The whole FHIR Binary with validators and an exact Content-Length."""
+    """The FHIR Binary (or the ``subset`` of it a read asked for, R4 http.html#read) with
+    validators and an exact Content-Length."""
     headers = validator_headers(version)
     headers["Content-Type"] = media_type(fmt)
-    headers["Content-Length"] = str(binary_length(version, fmt, pretty))
+    headers["Content-Length"] = str(binary_length(version, fmt, pretty, subset))
     headers.update(extra_headers or {})
-    body = binary_stream(service, version, fmt, pretty=pretty)
+    body = binary_stream(service, version, fmt, pretty=pretty, subset=subset)
     return StreamedResponse(status_code=status_code, headers=headers, body=body)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import parse_qsl
 
@@ -11,6 +12,12 @@ from fhirbin.errors import BadRequest, FhirbinError, PayloadTooLarge
 
 if TYPE_CHECKING:
     from fhirbin.runtime import Runtime
+
+
+_CUT_SHORT = (
+    "The request body ended before it was complete (the connection was closed, or its chunked "
+    "encoding is malformed)."
+)
 
 
 def runtime(request: Request) -> Runtime:
@@ -42,7 +49,7 @@ async def read_body(request: Request, limit: int, error: FhirbinError | None = N
                 raise too_big
             parts.append(chunk)
     except ClientDisconnect as exc:
-        raise BadRequest("The client closed the connection before the body was complete.") from exc
+        raise BadRequest(_CUT_SHORT) from exc
     return b"".join(parts)
 
 
@@ -63,9 +70,19 @@ async def spool_body(
                 raise too_big
             spool.write(chunk)
     except ClientDisconnect as exc:
-        raise BadRequest("The client closed the connection before the body was complete.") from exc
+        raise BadRequest(_CUT_SHORT) from exc
     spool.flush()
     return size
+
+
+async def body_chunks(request: Request) -> AsyncIterator[bytes]:
+    """The body as it arrives; a body cut short (the client closed the connection, or its
+    chunked encoding was malformed: the server then ends the body) is a BadRequest, not a 500."""
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except ClientDisconnect as exc:
+        raise BadRequest(_CUT_SHORT) from exc
 
 
 def parse_form(body: bytes) -> list[tuple[str, str]]:

@@ -90,7 +90,8 @@ async def _close(body: AsyncIterable[bytes] | None) -> None:
 
 
 def validator_headers(meta: BinaryMeta) -> dict[str, str]:
-    """Headers every read of a Binary carries, native or FHIR (R4 binary.html#rest, D1).
+    """Headers every read of a Binary carries, native or FHIR (R4 binary.html#rest,
+    docs/decisions.md#read-representation).
 
     ``Cache-Control: private``: Binary content is usually PHI and must never be kept by a
     shared cache; ``Vary: Accept`` because the same URL answers native bytes or FHIR JSON.

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from fhirbin.api.access import Access, authorize
 from fhirbin.api.audit import write_audit
 from fhirbin.api.render import binary_response, pretty, resource_response
-from fhirbin.api.requests import content_length, read_body, runtime, spool_body
+from fhirbin.api.requests import body_chunks, content_length, read_body, runtime, spool_body
 from fhirbin.errors import BadRequest, PayloadTooLarge
 from fhirbin.fhir.binary import binary_summary_json, etag, http_date
 from fhirbin.fhir.binary_parse import ParsedBinary
@@ -91,7 +91,7 @@ async def _upload(request: Request, service: BinaryService) -> Upload:
     declared = content_length(request)
     if declared is not None and declared > service.max_size:
         raise too_large(service.max_size)  # decided before reading a byte
-    return Upload(content_type, header_context, request.stream(), Return.SUBSET)
+    return Upload(content_type, header_context, body_chunks(request), Return.SUBSET)
 
 
 def _xml_too_large(limit: int) -> PayloadTooLarge:
@@ -217,7 +217,8 @@ async def create(request: Request) -> Response:
 
 
 async def update(request: Request) -> Response:
-    """PUT [base]/Binary/[id] — R4 http.html#update, #upsert, #concurrency; D13."""
+    """PUT [base]/Binary/[id] — R4 http.html#update, #upsert, #concurrency;
+    docs/decisions.md#ids."""
     access = authorize(request, "u")
     binary_id = check_writable_id(request.path_params["id"])
     service = runtime(request).service
@@ -250,7 +251,8 @@ async def update(request: Request) -> Response:
 
 
 async def delete(request: Request) -> Response:
-    """DELETE [base]/Binary/[id] — 204 even when unknown or already deleted (D9)."""
+    """DELETE [base]/Binary/[id] — 204 even when unknown or already deleted
+    (docs/decisions.md#delete-is-idempotent)."""
     access = authorize(request, "d")
     binary_id = check_id(request.path_params["id"])
     if_match = request.headers.get("if-match")

@@ -1,8 +1,8 @@
 """AuditEvent: audit records as FHIR R4 AuditEvents, which interaction a request is, and the
 parameters of ``GET [base]/AuditEvent``.
 
-Owns the FHIR side of fhirbin's audit trail (issue 4 item 7), in the shape of IHE Basic Audit
-Log Patterns (BALP, https://profiles.ihe.net/ITI/BALP/) over R4 auditevent.html:
+Owns the FHIR side of fhirbin's audit trail (docs/security.md#audit), in the shape of IHE Basic
+Audit Log Patterns (BALP, https://profiles.ihe.net/ITI/BALP/) over R4 auditevent.html:
 
 * ``type`` is ``rest`` (audit-event-type, "Restful Operation") and ``subtype`` the
   restful-interaction code (``read``, ``vread``, ``search-type``, ``create`` ...); the token
@@ -346,7 +346,8 @@ def parse_audit_search(
     no OR. ``date`` (R4 AuditEvent-date, on ``recorded``) takes the prefixes of
     search.html#prefix except ``ne`` (a 400: the store reads one time window); repeats AND.
     ``_count`` and ``_page`` as for Binary. Empty values are ignored, modifiers are a 400,
-    other names are ignored or, under ``strict``, a 400 (D4).
+    other names are ignored or, under ``strict``, a 400
+    (docs/decisions.md#unknown-search-parameters).
     """
     entity: str | None = None
     since: int | None = None

@@ -2,9 +2,9 @@
 
 Owns the FHIR JSON form of a Binary (R4 binary.html#resource, json.html): the resource is
 written as ``head + base64(content) + tail`` so that content of any size is streamed and its
-exact length known in advance (D15); the ``_summary`` form; and the formats of the metadata
-headers of native reads (``ETag``, ``Last-Modified``: R4 http.html#versioning,
-binary.html#rest). Parsing a FHIR JSON Binary from a request body lives in
+exact length known in advance (docs/decisions.md#streamed-fhir-form); the ``_summary`` form;
+and the formats of the metadata headers of native reads (``ETag``, ``Last-Modified``: R4
+http.html#versioning, binary.html#rest). Parsing a FHIR JSON Binary from a request body lives in
 :mod:`fhirbin.fhir.binary_parse` and is re-exported here.
 """
 
@@ -138,7 +138,8 @@ def binary_json_parts(
     ``elements`` (``_elements``) must include ``data`` here: a subset without data has no
     content to stream and is rendered whole by :func:`binary_subset_json`.
 
-    An empty Binary (D8, ``meta.size == 0``) has no ``data`` element at all, because FHIR JSON
+    An empty Binary (docs/decisions.md#empty-binary,
+    ``meta.size == 0``) has no ``data`` element at all, because FHIR JSON
     forbids empty strings (R4 json.html#primitive): its head is the whole resource and its
     tail is empty. The output is byte for byte what ``json.dumps`` gives for the same dict.
     """

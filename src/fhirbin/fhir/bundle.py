@@ -51,7 +51,8 @@ class JsonEntry:
 
 
 def bundle_id() -> str:
-    """A new Bundle.id: a lowercase UUID, like every id this server assigns (D13)."""
+    """A new Bundle.id: a lowercase UUID, like every id this server assigns
+    (docs/decisions.md#ids)."""
     return new_id()
 
 

@@ -2,7 +2,8 @@
 
 Owns RFC 9110 §13 as FHIR uses it: conditional read (R4 http.html#cread, 304 Not Modified)
 and optimistic locking on update and delete (R4 http.html#concurrency, 412 Precondition
-Failed). fhirbin's ETag of a version is ``W/"<versionId>"`` (R4 http.html#versioning, D12);
+Failed). fhirbin's ETag of a version is ``W/"<versionId>"`` (R4 http.html#versioning,
+docs/decisions.md#version-ids);
 its Last-Modified is ``meta.lastUpdated`` at one-second precision (HTTP dates have none finer).
 
 Decisions where the specs leave room:

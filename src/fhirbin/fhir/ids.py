@@ -1,7 +1,7 @@
 """Resource ids and version ids: what a valid one looks like.
 
-Owns the R4 ``id`` datatype rule (datatypes.html#id), fhirbin's server-assigned ids (D13) and
-its version ids (D12).
+Owns the R4 ``id`` datatype rule (datatypes.html#id), fhirbin's server-assigned ids
+(docs/decisions.md#ids) and its version ids (docs/decisions.md#version-ids).
 Ids are case sensitive (R4 http.html#root, resource.html#id; the R4 ``id`` StructureDefinition
 text that says otherwise is wrong), so nothing here ever folds case.
 """
@@ -21,8 +21,9 @@ ID_RE = re.compile(r"\A[A-Za-z0-9\-.]{1,64}\Z")
 _BAD_ID_CHAR_RE = re.compile(r"[^A-Za-z0-9\-.]")
 MAX_ID_LENGTH = 64
 
-# D12: fhirbin's version ids are the decimal numbers 1, 2, ... with no leading zero, so that
-# each version has exactly one spelling ("007" is a valid FHIR id but names no version here).
+# docs/decisions.md#version-ids: fhirbin's version ids are the decimal numbers 1, 2, ... with
+# no leading zero, so that each version has exactly one spelling ("007" is a valid FHIR id but
+# names no version here).
 _VERSION_NUMBER_RE = re.compile(r"\A[1-9][0-9]{0,17}\Z")
 
 
@@ -32,7 +33,8 @@ def is_valid_id(s: str) -> bool:
 
 
 def check_id(s: str, expression: str = "id") -> str:
-    """Return ``s`` if it is a valid FHIR id, else raise BadRequest saying what is wrong (D3)."""
+    """Return ``s`` if it is a valid FHIR id, else raise BadRequest saying what is wrong
+    (docs/decisions.md#malformed-ids)."""
     if ID_RE.match(s) is not None:
         return s
     if not s:
@@ -54,7 +56,8 @@ def check_writable_id(s: str, expression: str = "id") -> str:
     """Like :func:`check_id`, and also refuse ``.`` and ``..`` as the id of a new resource.
 
     Both match the id regex, but URL dot-segment normalisation (RFC 3986 §5.2.4) would turn
-    ``Binary/..`` into another URL, so such a resource could never be read back (D3).
+    ``Binary/..`` into another URL, so such a resource could never be read back
+    (docs/decisions.md#malformed-ids).
     """
     check_id(s, expression)
     if s in (".", ".."):
@@ -66,8 +69,8 @@ def check_writable_id(s: str, expression: str = "id") -> str:
 
 
 def new_id() -> str:
-    """A server-assigned id: a random lowercase UUID (D13; R4 datatypes.html#id asks for
-    lowercase UUIDs)."""
+    """A server-assigned id: a random lowercase UUID (docs/decisions.md#ids; R4
+    datatypes.html#id asks for lowercase UUIDs)."""
     return str(uuid.uuid4())
 
 
@@ -104,7 +107,8 @@ def is_valid_version_id(s: str) -> bool:
 
 
 def version_number(s: str) -> int | None:
-    """The version number a version id names (D12: "1", "2", ...), or None if it names none."""
+    """The version number a version id names ("1", "2", ...:
+    docs/decisions.md#version-ids), or None if it names none."""
     if _VERSION_NUMBER_RE.match(s) is None:
         return None
     return int(s)

@@ -1,5 +1,6 @@
 """Content negotiation and media types: which representation a request gets, what a
-``Content-Type`` may be. Owns decisions D1, D2, D11 and D14 of the rules: when a Binary is
+``Content-Type`` may be. Owns the decisions in docs/decisions.md #read-representation,
+#other-accept-types-get-the-content, #fhir-version and #unsupported-format: when a Binary is
 answered with its native bytes and when with the FHIR JSON/XML resource, which format an
 always-FHIR response (Bundle, OperationOutcome, CapabilityStatement) takes, and the validation
 of the media type stored as ``Binary.contentType``. These run on every request, so regexes are
@@ -30,11 +31,12 @@ _FHIR_TYPES = FHIR_JSON_TYPES | FHIR_XML_TYPES | {"application/fhir+turtle"}
 _XML_TYPES = FHIR_XML_TYPES | {"application/xml", "text/xml"}
 
 # R4 http.html#version-parameter: the R4 value is "4.0" (major.minor). "4.0.1" names the same
-# release, so it is accepted too (D11: another version is 406 in Accept, 415 in Content-Type).
+# release, so it is accepted too (docs/decisions.md#fhir-version: another version is 406 in
+# Accept, 415 in Content-Type).
 SUPPORTED_FHIR_VERSIONS = frozenset({"4.0", "4.0.1"})
 
 # R4 http.html#parameters lists the _format values; binary.html#rest says any JSON or XML value
-# means the FHIR format, even a generic one (D1).
+# means the FHIR format, even a generic one (docs/decisions.md#read-representation).
 _FORMATS: dict[str, Representation] = {
     **dict.fromkeys(["json", "application/json", *FHIR_JSON_TYPES], Representation.FHIR_JSON),
     **dict.fromkeys(
@@ -75,7 +77,9 @@ def is_fhir_xml_type(content_type: str) -> bool:
 
 
 def read_representation(format_param: str | None, accept: str | None) -> Representation:
-    """How to answer a read of a Binary: native bytes or the FHIR resource (D1, D2, D14).
+    """How to answer a read of a Binary: native bytes or the FHIR resource
+    (docs/decisions.md#read-representation, #other-accept-types-get-the-content,
+    #unsupported-format).
 
     ``_format`` (any JSON or XML value) always means FHIR and beats Accept (R4
     binary.html#rest). Otherwise only an explicit FHIR type in Accept whose q is strictly
@@ -103,11 +107,11 @@ def check_content_type(
     describes_request: bool = True,
 ) -> str:
     """The value to store as ``Binary.contentType``: the media type, verbatim (surrounding
-    whitespace removed, case and parameters kept; Q-18).
+    whitespace removed, case and parameters kept).
 
     BadRequest if it is missing or not ``type/subtype *(;param)``; UnsupportedMediaType if it
     describes the request (a ``Content-Type`` header) and is a FHIR type with another
-    ``fhirVersion`` (D11).
+    ``fhirVersion`` (docs/decisions.md#fhir-version).
     """
     value = (content_type or "").strip()
     if not value:
@@ -182,7 +186,7 @@ def _format_representation(format_param: str) -> Representation | str:
     if essence in _UNSUPPORTED_FORMATS:
         return (
             f"_format={format_param.strip()!r} asks for {_UNSUPPORTED_FORMATS[essence]}, which "
-            "this server does not produce; use _format=json or _format=xml (D14)."
+            "this server does not produce; use _format=json or _format=xml."
         )
     choice = _FORMATS.get(essence)
     if choice is None:
@@ -200,11 +204,11 @@ def _format_representation(format_param: str) -> Representation | str:
 
 @functools.lru_cache(maxsize=512)
 def _read_from_accept(accept: str) -> Representation | None:
-    """D1 for reads of a Binary; None means 406.
+    """docs/decisions.md#read-representation for reads of a Binary; None means 406.
 
     A FHIR range with another ``fhirVersion`` names a representation this server does not
     have: it is ignored, unless nothing else in the header is acceptable (RFC 9110 §15.5.7),
-    which makes the answer a 406 (D11).
+    which makes the answer a 406 (docs/decisions.md#fhir-version).
     """
     best_json = best_xml = best_other = best_wrong = 0.0
     for r in _parse_accept(accept):
@@ -219,7 +223,8 @@ def _read_from_accept(accept: str) -> Representation | None:
     best_fhir = max(best_json, best_xml)
     if best_wrong > 0 and best_fhir == best_other == 0:
         return None
-    # Strictly greater: ties (and q=0, which never wins) go to the native bytes (Q-1).
+    # Strictly greater: ties (and q=0, which never wins) go to the native bytes
+    # (docs/decisions.md#read-representation).
     if best_fhir > best_other:
         return Representation.FHIR_JSON if best_json >= best_xml else Representation.FHIR_XML
     return Representation.NATIVE

@@ -43,7 +43,8 @@ _FORMAT = "1"
 _CHECK_BYTES = 6
 _DIRECTIONS = {"next": "n", "prev": "p"}
 _BY_LETTER = {v: k for k, v in _DIRECTIONS.items()}
-# version: fhirbin's version numbers (D12); id: the FHIR id syntax (R4 datatypes.html#id).
+# version: fhirbin's version numbers (docs/decisions.md#version-ids); id: the FHIR id syntax
+# (R4 datatypes.html#id).
 _PAYLOAD_RE = re.compile(
     r"\A1(?P<d>[np])(?P<lu>-?(?:0|[1-9][0-9]{0,18}))\.(?P<v>[1-9][0-9]{0,17})"
     r"\.(?P<id>[A-Za-z0-9\-.]{1,64})\Z"

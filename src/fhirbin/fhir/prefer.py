@@ -2,7 +2,8 @@
 
 One parser, :func:`parse_prefer`, reads the whole header; :func:`prefer_return` reads
 ``return=`` on create and update (R4 http.html#prefer) and :func:`prefer_handling` reads
-``handling=`` on search (R4 search.html#errors, decision D4).
+``handling=`` on search (R4 search.html#errors,
+docs/decisions.md#unknown-search-parameters).
 
 RFC 7240 §2 grammar, as implemented::
 

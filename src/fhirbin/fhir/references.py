@@ -1,4 +1,5 @@
-"""Checks for ``X-Security-Context`` values (R4 binary.html#rest; fhirbin decision D10).
+"""Checks for ``X-Security-Context`` values (R4 binary.html#rest;
+docs/decisions.md#x-security-context).
 
 The header's value *is* ``Binary.securityContext.reference``: a literal reference, relative
 (``Type/id``, optionally ``Type/id/_history/vid``) or absolute (``http(s)://…/Type/id``).

@@ -5,7 +5,8 @@ repeat-AND (search.html#combining), value escaping (#escaping), empty values (#e
 modifiers (#modifiers), ``_lastUpdated`` (#lastUpdated, #date, #prefix), ``_count``
 (#count), ``_sort`` (#sort), ``_summary`` (#summary), ``_elements`` (#elements), ``_total``
 (#total), the paging cursor ``_page`` (http.html#paging), unknown parameters and
-``Prefer: handling`` (#errors, D4), the ``self`` link that reports the parameters actually
+``Prefer: handling`` (#errors,
+docs/decisions.md#unknown-search-parameters), the ``self`` link that reports the parameters actually
 used (#conformance), and the parameters of history (http.html#history). Pure: the HTTP layer
 passes the decoded query (and form body) pairs in and runs the search it gets back.
 
@@ -19,7 +20,7 @@ Decisions where the spec leaves room:
 * The result parameters ``_count``, ``_sort``, ``_summary``, ``_elements``, ``_total`` and
   ``_page`` may appear at most once (repeats are ambiguous: 400), modifiers on them are a 400,
   and an invalid value is a 400 whatever ``Prefer: handling`` says (only unknown parameters
-  are subject to D4).
+  are subject to docs/decisions.md#unknown-search-parameters).
 * ``_count`` above ``max_count`` is capped (search.html#count lets the server return fewer);
   ``_count=0`` asks for the total only.
 * ``_sort``: only ``_lastUpdated`` (ascending, the default) and ``-_lastUpdated``.
@@ -27,7 +28,8 @@ Decisions where the spec leaves room:
   left) and ``_summary=data`` as ``false`` (there is no text to drop); ``used`` says so.
 * ``_elements`` names must be Binary's top-level elements; empty names are dropped.
 * History: ``_at`` and ``_list`` are not supported and are treated as unknown parameters
-  (ignored, or a 400 under ``Prefer: handling=strict``), like any other parameter D4 covers.
+  (ignored, or a 400 under ``Prefer: handling=strict``), like any other unknown parameter
+  (docs/decisions.md#unknown-search-parameters).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ __all__ = [
     "parse_binary_search",
     "parse_history_params",
     "prefer_handling",
+    "read_subset",
     "self_link",
     "split_values",
 ]
@@ -387,6 +390,32 @@ def _count(value: str, max_count: int) -> int:
     if len(digits) > _MAX_INT_DIGITS:
         return max_count
     return min(int(digits), max_count)
+
+
+def read_subset(params: Sequence[tuple[str, str]]) -> tuple[bool, frozenset[str] | None]:
+    """``(summary, elements)`` of a read or vread: ``_summary`` and ``_elements`` apply there
+    too (R4 http.html#read, search.html#summary, #elements) but only to the FHIR form (R4
+    binary.html#rest: not to the native content). ``_summary=true``/``text`` leave ``data``
+    out, ``false``/``data`` change nothing; ``count`` is a search's and a 400 here. Each may
+    appear once; other parameters are not this function's business."""
+    seen: set[str] = set()
+    summary = False
+    elements: frozenset[str] | None = None
+    for name, value in params:
+        if name == "_summary":
+            _once(name, seen)
+            if _SUMMARY.get(value) not in ("true", "false"):
+                raise BadRequest(
+                    f"Invalid _summary {value[:100]!r} on a read: expected true, false, text or "
+                    "data (count applies to searches; R4 search.html#summary).",
+                    expression="http._summary",
+                )
+            summary = _SUMMARY[value] == "true"
+        elif name == "_elements":
+            _once(name, seen)
+            names = _elements(value)
+            elements = frozenset(names) if names else None
+    return summary, elements
 
 
 def _elements(value: str) -> list[str]:

@@ -4,7 +4,7 @@ Owns the XML form of the resources fhirbin writes: :func:`resource_to_xml` turns
 shape (a dict, as built by :mod:`fhirbin.fhir.outcome`, :mod:`fhirbin.fhir.capability`,
 :mod:`fhirbin.fhir.binary`) into FHIR XML, and the ``binary_xml_*`` functions mirror the JSON
 Binary streaming of :mod:`fhirbin.fhir.binary`: ``head + base64(content) + tail`` with the exact
-length known in advance (D15).
+length known in advance (docs/decisions.md#streamed-fhir-form).
 
 The mapping follows R4 xml.html and json.html:
 
@@ -499,7 +499,8 @@ def binary_xml_parts(
 
     ``data`` is the last element of Binary (R4 binary.html#resource), so the head ends with
     ``<data value="`` and the tail is ``"/>`` plus the closing ``</Binary>``. Base64 needs no
-    escaping in an attribute. An empty Binary (D8, ``meta.size == 0``) has no ``data``
+    escaping in an attribute. An empty Binary (docs/decisions.md#empty-binary,
+    ``meta.size == 0``) has no ``data``
     element, because XML attributes are never empty (R4 xml.html): its head is the whole
     resource and its tail is empty. ``declaration=False`` leaves out the XML declaration, for
     a Binary nested in a Bundle. The output is byte for byte :func:`resource_to_xml` of the

@@ -40,7 +40,7 @@ from fhirbin.scanning.clamd import (
     InstreamScan,
 )
 from fhirbin.security.policy import TypePolicy
-from fhirbin.security.sniff import SNIFF_BYTES, sniff
+from fhirbin.security.sniff import SNIFF_BYTES, check_libmagic, sniff
 
 ScreenerFunc = Callable[[str, AsyncIterable[bytes]], AsyncIterator[bytes]]
 
@@ -160,6 +160,7 @@ def build_screener(settings: Settings) -> ScreenerFunc | None:
     clamd = ClamdAddress.parse(settings.clamav) if settings.clamav.strip() else None
     if clamd is None and not policy.sniffs and not policy.allow:
         return None
+    check_libmagic()  # each worker fails at start, saying what is missing, not at an upload
     return Screener(
         policy=policy,
         clamd=clamd,

@@ -15,10 +15,38 @@ blob in a hundred); unconfirmed guesses become ``application/octet-stream`` ("no
 
 from __future__ import annotations
 
+import ctypes
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import magic
+if TYPE_CHECKING:
+    import magic
+
+#: The shared library python-magic loads on Linux, and the Debian package that installs it.
+LIBMAGIC = "libmagic.so.1"
+LIBMAGIC_PACKAGE = "libmagic1"
+
+
+class MissingLibraryError(RuntimeError):
+    """A system library fhirbin needs cannot be loaded; the message says how to install it."""
+
+
+def check_libmagic(library: str | None = None) -> None:
+    """Raise MissingLibraryError, naming the library and its package, unless ``library``
+    (default :data:`LIBMAGIC`) loads. Called at start (``fhirbin serve``, and before the first
+    sniff in each worker), so a machine without it fails with this message instead of workers
+    dying on an import."""
+    library = library or LIBMAGIC
+    try:
+        ctypes.CDLL(library)
+    except OSError as exc:
+        raise MissingLibraryError(
+            f"{library} (libmagic, Debian package {LIBMAGIC_PACKAGE}) cannot be loaded: {exc}. "
+            "fhirbin identifies the content of every upload with it. Install it "
+            f"(`apt-get install {LIBMAGIC_PACKAGE}`; `make serve` does this) and start again."
+        ) from None
+
 
 #: libmagic looks at no more than this many leading bytes (ZIP-based Office documents, whose
 #: distinguishing entries come first, and ISO images at 32 KiB are within it).
@@ -74,7 +102,10 @@ class Sniffed:
 @functools.cache
 def _libmagic() -> magic.Magic:
     # One handle per process; python-magic serialises calls on it with a lock, so it may be
-    # used from worker threads.
+    # used from worker threads. Imported here: python-magic loads libmagic on import.
+    check_libmagic()
+    import magic
+
     return magic.Magic(mime=True, mime_encoding=True)
 
 
