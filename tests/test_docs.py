@@ -41,10 +41,6 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 # --- the project cites its own decisions (docs/decisions.md), never a document outside it ------
 
-#: Files the lead is rewriting; each still cites two old labels (reported for replacement:
-#: D13 -> docs/decisions.md#ids, D9 -> docs/decisions.md#delete-is-idempotent). Strict: once
-#: fixed, the xfail fails and this entry must go.
-_PENDING = {"src/fhirbin/service.py"}
 _OUTSIDE = re.compile(r"\bD[0-9]{1,2}\b|shared/")
 
 
@@ -55,12 +51,7 @@ def _cited_files() -> list[str]:
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="lead-owned"))
-        if n in _PENDING
-        else n
-        for n in _cited_files()
-    ],
+    _cited_files(),
 )
 def test_no_decision_labels_or_documents_from_outside_the_repository(name: str) -> None:
     text = (ROOT / name).read_text(encoding="utf-8")

@@ -153,7 +153,7 @@ class BinaryService:
         audit: AuditFor | None = None,
     ) -> tuple[BinaryVersion, bool]:
         """PUT: a new version of ``binary_id``, or version 1 (update-as-create,
-        docs/decisions.md#update-as-create).
+        docs/decisions.md#ids).
 
         Returns the version and whether it created the resource (new, or brought back after a
         delete: R4 http.html#update answers 201 for both). With a precondition (If-Match), a
