@@ -287,7 +287,9 @@ def write(results: dict[str, Any], results_dir: Path) -> dict[str, Path]:
     paths["json"].write_text(json.dumps(results, indent=2) + "\n")
     chart(results, paths["png"])
     paths["markdown"].write_text(markdown(results, chart_name=paths["png"].name))
-    latest = results_dir / "latest.md"
-    shutil.copyfile(paths["markdown"], latest)
-    paths["latest"] = latest
+    # latest.md is the README's table: only a run with the embedded configuration replaces it.
+    if results.get("measurements"):
+        latest = results_dir / "latest.md"
+        shutil.copyfile(paths["markdown"], latest)
+        paths["latest"] = latest
     return paths
