@@ -57,34 +57,15 @@ def file_stem(started_utc: str, commit: str | None) -> str:
     return f"{stamp}-{(commit or 'nocommit')[:7]}"
 
 
-def markdown(results: dict[str, Any], chart_name: str | None = None) -> str:
+def _embedded(results: dict[str, Any], large: str, medium: str, piece: str) -> list[str]:
+    """The embedded configuration's table (SQLite + a folder)."""
     m = results["measurements"]
-    c = results["config"]
-    v = results["versions"]
-    mach = results["machine"]
-    load = results["load"]["before"]
-    during = results["load"].get("during", {})
-    large, medium, piece = _size(c["size"]), _size(c["json_size"]), _size(c["slice"])
-    runs = c["runs"]
     small = m["small_raw"]
     ngx_rps = small["nginx"]["requests_per_s"]
+    heading = ["**Embedded** (SQLite + a local folder):", ""] if results.get("scaleout") else []
     lines = [
-        f"### fhirbin vs nginx: {results['started_utc'].replace('+00:00', ' UTC')}, "
-        f"commit `{(results.get('commit') or 'unknown')[:7]}`",
         "",
-        f"{mach['cores']} cores ({mach['cpu_model']}), {mach['memory_gib']} GiB RAM, "
-        f"{mach['os']}, Linux {mach['kernel']}; Python {v['python']}, fhirbin {v['fhirbin']}, "
-        f"granian {v['granian']}, Starlette {v['starlette']}, nginx {v['nginx']}, "
-        f"wrk {v['wrk']}. fhirbin {c['fhirbin_workers']} workers "
-        f"({c['fhirbin_processes']} processes), nginx {c['nginx_workers']} workers; "
-        f"wrk {c['wrk_threads']} threads, {c['wrk_connections']} connections, "
-        f"{c['duration_s']:g} s per run after {c['warmup_s']:g} s of warm-up; large "
-        f"transfers: median of {runs} runs, one request at a time (downloads after one "
-        f"unmeasured warm-up download each). Other processes used "
-        f"{during.get('other_cpu_percent', 'n/a')}% of the CPUs during the run (load average "
-        f"{load['loadavg'][0]} before it)."
-        + (f" Label: {results['label']}." if results.get("label") else ""),
-        "",
+        *heading,
         "| Measurement | fhirbin | yardstick | ratio | target (issue 5) |",
         "|---|---:|---:|---:|---|",
         f"| Small raw read, 1 KiB, authenticated: req/s | "
@@ -134,6 +115,93 @@ def markdown(results: dict[str, Any], chart_name: str | None = None) -> str:
         f"{_num(fb_rng['requests_per_s'])}{flag} | nginx {_num(ngx_rng['requests_per_s'])} | "
         f"{_ratio(rng['ratio'])} | - |"
     )
+    return lines
+
+
+def _spread(result: dict[str, Any], digits: int = 0) -> str:
+    """``median (min-max)`` of a series of runs."""
+    low, high = _num(result["min"], digits), _num(result["max"], digits)
+    return f"{_num(result['median'], digits)} ({low}-{high})"
+
+
+def _ratios(values: list[float | None]) -> str:
+    shown = [v for v in values if v is not None]
+    return f"{min(shown):.3f}-{max(shown):.3f}" if shown else "n/a"
+
+
+def _scaleout(results: dict[str, Any]) -> list[str]:
+    """The scale-out configuration's table (PostgreSQL + S3 on SeaweedFS)."""
+    so = results["scaleout"]
+    m, setup = so["measurements"], so["setup"]
+    size = _size(setup["size"])
+    runs = results["config"]["runs"]
+    lines = [
+        "",
+        f"**Scale-out** (PostgreSQL + S3 on a private SeaweedFS, {setup.get('weed', '')}): "
+        f"median (lowest-highest) of {runs} runs each; wrk runs alternate nginx, raw read, "
+        "search; ratio column: ratio of the medians (range of the per-run ratios).",
+        "",
+        "| Measurement | fhirbin | yardstick | ratio | target |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for key, label, target in (
+        ("small_raw", "Small raw read, 1 KiB, authenticated: req/s", "scaleout_small_raw_ratio"),
+        ("search_id", "Search `GET /Binary?_id=`, 1 KiB Binary: req/s", "scaleout_search_id_ratio"),
+    ):
+        row = m[key]
+        lines += [
+            f"| {label} | {_spread(row['fhirbin']['requests_per_s'])} | nginx 1 KiB "
+            f"{_spread(row['nginx']['requests_per_s'])} | {_ratio(row['ratio'])} "
+            f"({_ratios(row['ratio_runs'])}) | {_target(results, target)} |",
+            f"| ↳ latency p99, ms | {_spread(row['fhirbin']['p99_ms'], 1)} | "
+            f"nginx {_spread(row['nginx']['p99_ms'], 1)} | | |",
+        ]
+    for key, label, yardstick in (
+        ("download", f"Download {size}, native: MiB/s", "direct S3 GET"),
+        ("upload", f"Upload {size}, raw `POST /Binary`: MiB/s", "direct S3 multipart"),
+    ):
+        row = m[key]
+        lines += [
+            f"| {label} | {_spread(row['fhirbin'])} | {yardstick} {_spread(row['direct'])} | "
+            f"{_ratio(row['ratio'])} ({_ratios(row['ratio_runs'])}) | "
+            f"{_target(results, f'scaleout_{key}_ratio')} |",
+            f"| ↳ server peak RSS growth (worst; all runs) | {row['rss']['growth_mib']:g} MiB; "
+            f"{', '.join(f'{v:g}' for v in row['rss_runs_mib'])} | | | "
+            f"{_target(results, f'scaleout_{key}_rss_growth_mib')} |",
+        ]
+    return lines
+
+
+def markdown(results: dict[str, Any], chart_name: str | None = None) -> str:
+    m = results["measurements"]
+    c = results["config"]
+    v = results["versions"]
+    mach = results["machine"]
+    load = results["load"]["before"]
+    during = results["load"].get("during", {})
+    large, medium, piece = _size(c["size"]), _size(c["json_size"]), _size(c["slice"])
+    runs = c["runs"]
+    lines = [
+        f"### fhirbin vs nginx: {results['started_utc'].replace('+00:00', ' UTC')}, "
+        f"commit `{(results.get('commit') or 'unknown')[:7]}`",
+        "",
+        f"{mach['cores']} cores ({mach['cpu_model']}), {mach['memory_gib']} GiB RAM, "
+        f"{mach['os']}, Linux {mach['kernel']}; Python {v['python']}, fhirbin {v['fhirbin']}, "
+        f"granian {v['granian']}, Starlette {v['starlette']}, nginx {v['nginx']}, "
+        f"wrk {v['wrk']}. fhirbin {c['fhirbin_workers']} workers "
+        f"({c['fhirbin_processes']} processes), nginx {c['nginx_workers']} workers; "
+        f"wrk {c['wrk_threads']} threads, {c['wrk_connections']} connections, "
+        f"{c['duration_s']:g} s per run after {c['warmup_s']:g} s of warm-up; large "
+        f"transfers: median of {runs} runs, one request at a time (downloads after one "
+        f"unmeasured warm-up download each). Other processes used "
+        f"{during.get('other_cpu_percent', 'n/a')}% of the CPUs during the run (load average "
+        f"{load['loadavg'][0]} before it)."
+        + (f" Label: {results['label']}." if results.get("label") else ""),
+    ]
+    if m:
+        lines += _embedded(results, large, medium, piece)
+    if results.get("scaleout"):
+        lines += _scaleout(results)
     profile = results.get("profile")
     if profile:
         top = ", ".join(f"`{name}` {share:.0%}" for name, share in profile["top_self"][:3])
@@ -158,16 +226,27 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
     m = results["measurements"]
     large = _size(results["config"]["size"])
-    bars: list[tuple[str, float | None, float | None]] = [
-        ("small raw read 1 KiB\n(req/s vs nginx)", m["small_raw"]["ratio"], 0.20),
-        ("FHIR JSON read 1 KiB\n(req/s vs nginx raw)", m["fhir_json_read"]["ratio"], None),
-        ("search _id\n(req/s vs nginx raw)", m["search_id"]["ratio"], None),
-        (f"download {large}\n(MiB/s vs nginx)", m["download"]["ratio"], 0.70),
-        (f"upload {large}\n(MiB/s vs cp + fsync)", m["upload"]["ratio"], 0.50),
-        ("FHIR JSON read\n(MiB/s vs nginx raw)", m["fhir_json_large"]["ratio"], None),
-        ("Range 1 MiB slices\n(req/s vs nginx)", m["range"]["ratio"], None),
-    ]
-    fig, ax = plt.subplots(figsize=(9, 5.2))
+    bars: list[tuple[str, float | None, float | None]] = []
+    if m:
+        bars += [
+            ("small raw read 1 KiB\n(req/s vs nginx)", m["small_raw"]["ratio"], 0.20),
+            ("FHIR JSON read 1 KiB\n(req/s vs nginx raw)", m["fhir_json_read"]["ratio"], None),
+            ("search _id\n(req/s vs nginx raw)", m["search_id"]["ratio"], None),
+            (f"download {large}\n(MiB/s vs nginx)", m["download"]["ratio"], 0.70),
+            (f"upload {large}\n(MiB/s vs cp + fsync)", m["upload"]["ratio"], 0.50),
+            ("FHIR JSON read\n(MiB/s vs nginx raw)", m["fhir_json_large"]["ratio"], None),
+            ("Range 1 MiB slices\n(req/s vs nginx)", m["range"]["ratio"], None),
+        ]
+    if results.get("scaleout"):
+        so = results["scaleout"]["measurements"]
+        so_size = _size(results["scaleout"]["setup"]["size"])
+        bars += [
+            ("scale-out: small raw read\n(req/s vs nginx)", so["small_raw"]["ratio"], 0.15),
+            ("scale-out: search _id\n(req/s vs nginx raw)", so["search_id"]["ratio"], 0.05),
+            (f"scale-out: download {so_size}\n(vs direct S3 GET)", so["download"]["ratio"], 0.60),
+            (f"scale-out: upload {so_size}\n(vs direct S3 multipart)", so["upload"]["ratio"], 0.50),
+        ]
+    fig, ax = plt.subplots(figsize=(9, 2.0 + 0.45 * len(bars)))
     labels = [b[0] for b in bars]
     values = [b[1] or 0.0 for b in bars]
     colors = []
@@ -208,7 +287,9 @@ def write(results: dict[str, Any], results_dir: Path) -> dict[str, Path]:
     paths["json"].write_text(json.dumps(results, indent=2) + "\n")
     chart(results, paths["png"])
     paths["markdown"].write_text(markdown(results, chart_name=paths["png"].name))
-    latest = results_dir / "latest.md"
-    shutil.copyfile(paths["markdown"], latest)
-    paths["latest"] = latest
+    # latest.md is the README's table: only a run with the embedded configuration replaces it.
+    if results.get("measurements"):
+        latest = results_dir / "latest.md"
+        shutil.copyfile(paths["markdown"], latest)
+        paths["latest"] = latest
     return paths

@@ -40,6 +40,7 @@ from client import HttpError, Response, request
 from machine import OtherCpu, git_commit, load_info, machine_info, versions
 from procs import MIB, HarnessError, ManagedProcess, RssReport, RssSampler, free_port
 from pyspy import Profile, find_py_spy, recorder
+from scaleout import ScaleOut
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -49,6 +50,7 @@ GIB = 1 << 30
 SCOPE = "system/Binary.cruds"
 FHIR_JSON = "application/fhir+json"
 BUSY_PERCENT = 10.0  # other processes' share of the CPUs above which the results get a note
+BACKENDS = ("embedded", "scaleout")  # SQLite + a folder; PostgreSQL + S3 (SeaweedFS)
 
 NGINX_CONF = """\
 # Written by bench/run.py for one run: a plain static file server as the yardstick.
@@ -115,6 +117,8 @@ class Config:
     label: str
     profile: bool
     render: Path | None
+    backends: tuple[str, ...] = BACKENDS
+    scaleout_size: int = 256 * MIB
 
 
 def parse_args(argv: Sequence[str] | None) -> Config:
@@ -174,7 +178,22 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         action="store_true",
         help="also run py-spy on the fhirbin workers during an extra, unmeasured small-read run",
     )
+    parser.add_argument(
+        "--backends",
+        default=",".join(BACKENDS),
+        help="configurations to measure, comma-separated: embedded (SQLite + a folder), "
+        "scaleout (PostgreSQL + S3 on a private SeaweedFS) (default: both)",
+    )
+    parser.add_argument(
+        "--scaleout-size",
+        type=parse_size,
+        default=256 * MIB,
+        help="large file of the scale-out transfers (default 256M)",
+    )
     ns = parser.parse_args(argv)
+    backends = tuple(dict.fromkeys(b.strip() for b in ns.backends.split(",") if b.strip()))
+    if not backends or any(b not in BACKENDS for b in backends):
+        parser.error(f"--backends: a comma-separated subset of {','.join(BACKENDS)}")
     if ns.runs < 1 or ns.threads < 1 or ns.connections < ns.threads or ns.workers < 1:
         parser.error("runs, threads and workers must be >= 1; connections >= threads")
     if ns.duration <= 0 or ns.warmup < 0:
@@ -200,6 +219,8 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         label=ns.label,
         profile=ns.profile,
         render=ns.render,
+        backends=backends,
+        scaleout_size=ns.scaleout_size,
     )
 
 
@@ -213,8 +234,9 @@ def log(message: str) -> None:
 @dataclass
 class Files:
     small: Path  # 1 KiB, a (fake) PDF
-    medium: Path  # --json-size, read in the FHIR JSON form
-    large: Path  # --size
+    medium: Path  # --json-size, read in the FHIR JSON form (embedded only)
+    large: Path  # --size (embedded only)
+    scaleout: Path  # --scaleout-size (scale-out only)
 
 
 def write_random(path: Path, size: int) -> None:
@@ -232,9 +254,17 @@ def make_files(www: Path, cfg: Config) -> Files:
     small = www / "small.pdf"
     head, tail = b"%PDF-1.4\n%", b"\n%%EOF\n"
     small.write_bytes(head + os.urandom(KIB - len(head) - len(tail)) + tail)
-    files = Files(small=small, medium=www / "medium.bin", large=www / "large.bin")
-    write_random(files.medium, cfg.json_size)
-    write_random(files.large, cfg.size)
+    files = Files(
+        small=small,
+        medium=www / "medium.bin",
+        large=www / "large.bin",
+        scaleout=www / "scaleout.bin",
+    )
+    if "embedded" in cfg.backends:
+        write_random(files.medium, cfg.json_size)
+        write_random(files.large, cfg.size)
+    if "scaleout" in cfg.backends:
+        write_random(files.scaleout, cfg.scaleout_size)
     # nginx workers may run as another user when not root: let them read the folder.
     for path in (www, *www.iterdir()):
         path.chmod(0o755 if path.is_dir() else 0o644)
@@ -334,9 +364,16 @@ class Fhirbin:
         return found.group(1), answer
 
 
-def start_fhirbin(cfg: Config, data_dir: Path, log_path: Path) -> Fhirbin:
+def start_fhirbin(
+    cfg: Config,
+    data_dir: Path,
+    log_path: Path,
+    extra_env: Mapping[str, str] | None = None,
+    name: str = "fhirbin",
+) -> Fhirbin:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FHIRBIN_")}
+    env.update(extra_env or {})
     env["FHIRBIN_WORKERS"] = str(cfg.workers)  # used when --workers is not a flag (yet)
     env["FHIRBIN_MAX_BINARY_SIZE"] = str(max(GIB, cfg.size, cfg.json_size))
     argv = [cfg.fhirbin, "serve", "--host", HOST, "--port", str(port), "--data-dir", str(data_dir)]
@@ -344,7 +381,7 @@ def start_fhirbin(cfg: Config, data_dir: Path, log_path: Path) -> Fhirbin:
     if supports_flag(cfg.fhirbin, ["serve"], "--workers"):
         argv += ["--workers", str(cfg.workers)]
         workers_via = "--workers"
-    server = ManagedProcess("fhirbin", argv, log=log_path, env=env, cwd=REPO)
+    server = ManagedProcess(name, argv, log=log_path, env=env, cwd=REPO)
     server.start()
     fhirbin = Fhirbin(server=server, port=port, data_dir=data_dir, workers_via=workers_via)
     server.wait_http(HOST, port, "/fhir/metadata", timeout=90)
@@ -810,6 +847,169 @@ class Run:
         }
 
 
+def spread(values: list[float]) -> dict[str, Any]:
+    """Median, lowest and highest of a series of runs (all runs kept)."""
+    return {
+        "runs": values,
+        "median": round(statistics.median(values), 1),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def stamp(path: Path, run: int) -> None:
+    """Make the file's content new (its first 16 bytes), so every upload run is a fresh blob
+    rather than a dedup hit of the previous one; the rest stays in the page cache."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, run.to_bytes(8, "big") + os.urandom(8), 0)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class ScaleRun:
+    """The scale-out measurements: fhirbin on PostgreSQL + S3 against nginx and direct S3."""
+
+    cfg: Config
+    nginx_port: int
+    fhirbin: Fhirbin
+    scale: ScaleOut
+    files: Files
+    wrk: Wrk
+    notes: list[str]
+    ids: dict[str, str] = field(default_factory=dict)
+    direct_key: str = ""
+
+    def auth(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.fhirbin.token()}", **(extra or {})}
+
+    def setup_small(self) -> None:
+        token = self.fhirbin.token()
+        self.ids["small"], _ = self.fhirbin.upload(self.files.small, "application/pdf", token)
+
+    # Small reads: --runs wrk runs of each, alternating nginx, raw read, search.
+    def small_reads(self) -> dict[str, Any]:
+        small = self.ids["small"]
+        raw_path, search_path = f"/fhir/Binary/{small}", f"/fhir/Binary?_id={small}"
+        auth = self.auth()
+        expect(probe(self.fhirbin.port, raw_path, auth), 200, "scale-out small raw read", KIB)
+        expect(probe(self.nginx_port, "/small.pdf"), 200, "nginx small read", KIB)
+        answer = probe(self.fhirbin.port, search_path, auth, keep=True)
+        expect(answer, 200, "scale-out search _id")
+        if FHIR_JSON not in answer.header("content-type") or small not in answer.body.decode():
+            raise HarnessError(f"scale-out search _id: not the Bundle expected: {answer.body!r}")
+        nginx: list[dict[str, Any]] = []
+        raw: list[dict[str, Any]] = []
+        search: list[dict[str, Any]] = []
+        for i in range(self.cfg.runs):
+            auth = self.auth()
+            log(f"scale-out small reads: run {i + 1}/{self.cfg.runs}: nginx, raw read, search")
+            nginx.append(self.wrk.run(f"http://{HOST}:{self.nginx_port}/small.pdf"))
+            raw.append(self.wrk.run(f"{self.fhirbin.base_url}/Binary/{small}", headers=auth))
+            search.append(self.wrk.run(f"{self.fhirbin.base_url}/Binary?_id={small}", headers=auth))
+
+        def rps(results: list[dict[str, Any]]) -> dict[str, Any]:
+            return spread([r["requests_per_s"] for r in results])
+
+        def p99(results: list[dict[str, Any]]) -> dict[str, Any]:
+            return spread([(r["latency_ms"] or {}).get("p99", 0.0) for r in results])
+
+        ngx = rps(nginx)
+        out: dict[str, Any] = {}
+        for key, series in (("small_raw", raw), ("search_id", search)):
+            fb = rps(series)
+            out[key] = {
+                "fhirbin": {"requests_per_s": fb, "p99_ms": p99(series), "wrk": series},
+                "nginx": {"requests_per_s": ngx, "p99_ms": p99(nginx), "wrk": nginx},
+                "ratio": ratio(fb["median"], ngx["median"]),
+                "ratio_runs": [
+                    ratio(f["requests_per_s"], n["requests_per_s"])
+                    for f, n in zip(series, nginx, strict=True)
+                ],
+                "ratio_to": "nginx, 1 KiB static file, wrk runs alternating with fhirbin's",
+            }
+        return out
+
+    # Upload first: its first run creates the Binary the downloads read.
+    def upload(self) -> dict[str, Any]:
+        cfg, fb, path = self.cfg, self.fhirbin, self.files.scaleout
+        size = cfg.scaleout_size
+        client = self.scale.client()
+        fhirbin_runs: list[float] = []
+        direct_runs: list[float] = []
+        rss: list[RssReport] = []
+        for i in range(cfg.runs):
+            log(f"scale-out upload {human_size(size)}: run {i + 1}/{cfg.runs}")
+            stamp(path, i)
+            token = fb.token()
+            sync_disk()
+            with RssSampler(fb.server) as sampler:
+                binary_id, answer = fb.upload(path, "application/octet-stream", token)
+            rss.append(sampler.report())
+            fhirbin_runs.append(mib_s(size, answer.seconds))
+            self.ids.setdefault("large", binary_id)
+            sync_disk()
+            key = f"direct/large-{i}.bin"
+            direct_runs.append(mib_s(size, self.scale.direct_upload(client, key, path)))
+            if self.direct_key:
+                client.delete_object(Bucket=self.scale.seaweed.bucket, Key=key)
+            else:
+                self.direct_key = key
+        fhirbin, direct = spread(fhirbin_runs), spread(direct_runs)
+        return {
+            "fhirbin": fhirbin,
+            "direct": direct,
+            "direct_method": (
+                "botocore multipart upload of the same file straight to the S3 server: "
+                "8 MiB parts, 4 in flight (threads), SigV4 payload signing as over any plain-HTTP "
+                "endpoint, checksums when_required; timed from create to complete"
+            ),
+            "fresh_content": "every run uploads new content (first 16 bytes rewritten)",
+            "ratio": ratio(fhirbin["median"], direct["median"]),
+            "ratio_runs": [ratio(f, d) for f, d in zip(fhirbin_runs, direct_runs, strict=True)],
+            "rss": worst(rss),
+            "rss_runs_mib": [round(r.growth / MIB, 1) for r in rss],
+        }
+
+    def download(self) -> dict[str, Any]:
+        cfg, fb = self.cfg, self.fhirbin
+        size = cfg.scaleout_size
+        path = f"/fhir/Binary/{self.ids['large']}"
+        direct = self.scale.presigned_get(self.scale.client(), self.direct_key)
+        s3_port = self.scale.s3_port
+        fhirbin_runs: list[float] = []
+        direct_runs: list[float] = []
+        rss: list[RssReport] = []
+        log(f"scale-out download {human_size(size)}: warm-up (unmeasured)")
+        expect(probe(fb.port, path, self.auth()), 200, "scale-out warm-up download", size)
+        expect(probe(s3_port, direct), 200, "direct S3 warm-up download", size)
+        for i in range(cfg.runs):
+            log(f"scale-out download {human_size(size)}: run {i + 1}/{cfg.runs}")
+            auth = self.auth()
+            with RssSampler(fb.server) as sampler:
+                answer = probe(fb.port, path, auth)
+            rss.append(sampler.report())
+            expect(answer, 200, "scale-out download", size)
+            fhirbin_runs.append(mib_s(size, answer.seconds))
+            answer = probe(s3_port, direct)
+            expect(answer, 200, "direct S3 download", size)
+            direct_runs.append(mib_s(size, answer.seconds))
+        fhirbin, direct_s = spread(fhirbin_runs), spread(direct_runs)
+        return {
+            "fhirbin": fhirbin,
+            "direct": direct_s,
+            "direct_method": (
+                "presigned GET of an S3 object holding the same bytes, straight from the S3 "
+                "server, with the same client (bench/client.py)"
+            ),
+            "ratio": ratio(fhirbin["median"], direct_s["median"]),
+            "ratio_runs": [ratio(f, d) for f, d in zip(fhirbin_runs, direct_runs, strict=True)],
+            "rss": worst(rss),
+            "rss_runs_mib": [round(r.growth / MIB, 1) for r in rss],
+        }
+
+
 TARGETS: list[tuple[str, str, str, float, Callable[[dict[str, Any]], float | None]]] = [
     (
         "small_raw_ratio",
@@ -863,10 +1063,60 @@ TARGETS: list[tuple[str, str, str, float, Callable[[dict[str, Any]], float | Non
 ]
 
 
-def check_targets(measurements: dict[str, Any]) -> list[dict[str, Any]]:
+SCALEOUT_TARGETS: list[tuple[str, str, str, float, Callable[[dict[str, Any]], float | None]]] = [
+    (
+        "scaleout_small_raw_ratio",
+        "scale-out small authenticated raw read, req/s vs nginx",
+        ">=",
+        0.15,
+        lambda m: m["small_raw"]["ratio"],
+    ),
+    (
+        "scaleout_search_id_ratio",
+        "scale-out search _id, req/s vs nginx's 1 KiB read",
+        ">=",
+        0.05,
+        lambda m: m["search_id"]["ratio"],
+    ),
+    (
+        "scaleout_download_ratio",
+        "scale-out large download, MiB/s vs a direct S3 GET",
+        ">=",
+        0.60,
+        lambda m: m["download"]["ratio"],
+    ),
+    (
+        "scaleout_download_rss_growth_mib",
+        "scale-out peak RSS growth while downloading, MiB",
+        "<",
+        64.0,
+        lambda m: m["download"]["rss"]["growth_mib"],
+    ),
+    (
+        "scaleout_upload_ratio",
+        "scale-out large upload, MiB/s vs a direct S3 multipart upload",
+        ">=",
+        0.50,
+        lambda m: m["upload"]["ratio"],
+    ),
+    (
+        "scaleout_upload_rss_growth_mib",
+        "scale-out peak RSS growth while uploading, MiB",
+        "<",
+        64.0,
+        lambda m: m["upload"]["rss"]["growth_mib"],
+    ),
+]
+
+
+def check_targets(
+    measurements: dict[str, Any], scaleout: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     out = []
-    for key, what, op, bound, get in TARGETS:
-        value = get(measurements)
+    checks = [(t, measurements) for t in TARGETS] if measurements else []
+    checks += [(t, scaleout) for t in SCALEOUT_TARGETS] if scaleout else []
+    for (key, what, op, bound, get), source in checks:
+        value = get(source)
         met = None if value is None else (value >= bound if op == ">=" else value < bound)
         out.append(
             {"key": key, "what": what, "op": op, "target": bound, "value": value, "met": met}
@@ -874,11 +1124,21 @@ def check_targets(measurements: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def wrk_notes(measurements: dict[str, Any], notes: list[str]) -> None:
+def wrk_notes(
+    measurements: dict[str, Any], scaleout: dict[str, Any] | None, notes: list[str]
+) -> None:
     def check(name: str, result: dict[str, Any]) -> None:
         if result["error_count"]:
             notes.append(f"{name}: wrk counted errors {result['errors']} (status = non-2xx/3xx).")
 
+    if scaleout:
+        for key, label in (("small_raw", "small raw read"), ("search_id", "search _id")):
+            for i, result in enumerate(scaleout[key]["fhirbin"]["wrk"], 1):
+                check(f"scale-out {label}, run {i}", result)
+        for i, result in enumerate(scaleout["small_raw"]["nginx"]["wrk"], 1):
+            check(f"scale-out small read, nginx, run {i}", result)
+    if not measurements:
+        return
     check("small raw read, fhirbin", measurements["small_raw"]["fhirbin"])
     check("small raw read, nginx", measurements["small_raw"]["nginx"])
     check("FHIR JSON read", measurements["fhir_json_read"]["fhirbin"])
@@ -902,59 +1162,164 @@ def run(cfg: Config) -> tuple[dict[str, Any], dict[str, Path]]:
     servers: list[ManagedProcess] = []
     notes: list[str] = []
     finished = False
+    scale: ScaleOut | None = None
+    measurements: dict[str, Any] = {}
+    scaleout: dict[str, Any] | None = None
+    profile: dict[str, Any] = {}
+    workers_via = ""
+    server_processes = 0
     try:
         log(f"writing test files to {tmp / 'www'}")
         files = make_files(tmp / "www", cfg)
         sync_disk()
-        log(f"starting nginx ({cfg.workers} workers) and fhirbin ({cfg.workers} workers)")
+        log(f"starting nginx ({cfg.workers} workers)")
         nginx, nginx_port = start_nginx(cfg, tmp / "nginx", tmp / "www", cfg.workers)
         servers.append(nginx)
-        fhirbin = start_fhirbin(cfg, tmp / "fhirbin-data", tmp / "fhirbin.log")
-        servers.append(fhirbin.server)
-        processes = wait_for_workers(fhirbin.server, cfg.workers)
-        if processes < cfg.workers + 1:
-            notes.append(
-                f"fhirbin runs {processes} process(es) for {cfg.workers} workers asked "
-                f"(via {fhirbin.workers_via})."
+        if "embedded" in cfg.backends:
+            log(f"embedded: starting fhirbin ({cfg.workers} workers) on SQLite + a folder")
+            fhirbin = start_fhirbin(cfg, tmp / "fhirbin-data", tmp / "fhirbin.log")
+            servers.append(fhirbin.server)
+            workers_via = fhirbin.workers_via
+            measurements, profile, server_processes = measure_embedded(
+                cfg, tmp, nginx_port, fhirbin, files, notes, stem
             )
-        bench = Run(
-            cfg=cfg,
-            tmp=tmp,
-            nginx_port=nginx_port,
-            fhirbin=fhirbin,
-            files=files,
-            wrk=Wrk(cfg, tmp / "wrk"),
-            notes=notes,
-        )
-        measurements: dict[str, Any] = {}
-        profile: dict[str, Any] = {}
-        bench.setup_small()
-        measurements["upload"] = bench.upload()
-        measurements["small_raw"] = bench.small_raw()
-        if cfg.profile:
-            profile = bench.profile_small_read(cfg.results_dir, stem)
-        measurements.update(bench.small_fhir(measurements["small_raw"]["nginx"]["requests_per_s"]))
-        measurements["download"] = bench.download()
-        measurements["fhir_json_large"] = bench.fhir_json_large()
-        measurements["range"] = bench.range_reads()
-        server_processes = len(fhirbin.server.processes())
+            log("embedded: stopping fhirbin")
+            fhirbin.server.stop()
+        if "scaleout" in cfg.backends:
+            log("scale-out: starting PostgreSQL and SeaweedFS")
+            scale = ScaleOut(tmp / "scaleout")
+            scale.start()
+            log(f"scale-out: starting fhirbin ({cfg.workers} workers) on PostgreSQL + S3")
+            fhirbin_so = start_fhirbin(
+                cfg,
+                tmp / "fhirbin-scaleout-data",
+                tmp / "fhirbin-scaleout.log",
+                extra_env=scale.fhirbin_env(),
+                name="fhirbin-scaleout",
+            )
+            servers.append(fhirbin_so.server)
+            workers_via = workers_via or fhirbin_so.workers_via
+            scaleout = measure_scaleout(cfg, nginx_port, fhirbin_so, scale, files, tmp, notes)
+            server_processes = server_processes or scaleout["fhirbin_processes"]
         finished = True
     finally:
         for server in reversed(servers):
             log(f"stopping {server.name}")
             server.stop()
+        if scale is not None:
+            log("scale-out: stopping SeaweedFS and PostgreSQL")
+            scale.close()
         if cfg.keep_tmp:
             log(f"kept {tmp}")
         elif finished:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             # Keep the logs (fhirbin.log, nginx/error.log) to debug from; drop the bulky data.
-            for bulky in ("www", "fhirbin-data", "copy"):
+            for bulky in ("www", "fhirbin-data", "fhirbin-scaleout-data", "copy", "scaleout"):
                 shutil.rmtree(tmp / bulky, ignore_errors=True)
             log(f"logs kept in {tmp}")
+    return finish(
+        cfg,
+        started,
+        commit,
+        load_before,
+        other_cpu,
+        notes,
+        measurements,
+        scaleout,
+        profile,
+        workers_via,
+        server_processes,
+    )
+
+
+def measure_embedded(
+    cfg: Config,
+    tmp: Path,
+    nginx_port: int,
+    fhirbin: Fhirbin,
+    files: Files,
+    notes: list[str],
+    stem: str,
+) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """The embedded configuration's measurements, its profile and its process count."""
+    processes = wait_for_workers(fhirbin.server, cfg.workers)
+    if processes < cfg.workers + 1:
+        notes.append(
+            f"fhirbin runs {processes} process(es) for {cfg.workers} workers asked "
+            f"(via {fhirbin.workers_via})."
+        )
+    bench = Run(
+        cfg=cfg,
+        tmp=tmp,
+        nginx_port=nginx_port,
+        fhirbin=fhirbin,
+        files=files,
+        wrk=Wrk(cfg, tmp / "wrk"),
+        notes=notes,
+    )
+    measurements: dict[str, Any] = {}
+    profile: dict[str, Any] = {}
+    bench.setup_small()
+    measurements["upload"] = bench.upload()
+    measurements["small_raw"] = bench.small_raw()
+    if cfg.profile:
+        profile = bench.profile_small_read(cfg.results_dir, stem)
+    measurements.update(bench.small_fhir(measurements["small_raw"]["nginx"]["requests_per_s"]))
+    measurements["download"] = bench.download()
+    measurements["fhir_json_large"] = bench.fhir_json_large()
+    measurements["range"] = bench.range_reads()
+    return measurements, profile, len(fhirbin.server.processes())
+
+
+def measure_scaleout(
+    cfg: Config,
+    nginx_port: int,
+    fhirbin: Fhirbin,
+    scale: ScaleOut,
+    files: Files,
+    tmp: Path,
+    notes: list[str],
+) -> dict[str, Any]:
+    """The scale-out configuration's measurements, with how it was set up."""
+    processes = wait_for_workers(fhirbin.server, cfg.workers)
+    bench = ScaleRun(
+        cfg=cfg,
+        nginx_port=nginx_port,
+        fhirbin=fhirbin,
+        scale=scale,
+        files=files,
+        wrk=Wrk(cfg, tmp / "wrk"),
+        notes=notes,
+    )
+    bench.setup_small()
+    measurements: dict[str, Any] = {"upload": bench.upload()}
+    measurements.update(bench.small_reads())
+    measurements["download"] = bench.download()
+    return {
+        "setup": {**scale.describe(), "size": cfg.scaleout_size},
+        "fhirbin_processes": processes,
+        "measurements": measurements,
+    }
+
+
+def finish(
+    cfg: Config,
+    started: datetime,
+    commit: str | None,
+    load_before: dict[str, Any],
+    other_cpu: OtherCpu,
+    notes: list[str],
+    measurements: dict[str, Any],
+    scaleout: dict[str, Any] | None,
+    profile: dict[str, Any],
+    workers_via: str,
+    server_processes: int,
+) -> tuple[dict[str, Any], dict[str, Path]]:
     during = other_cpu.percent()
     load_after = load_info(1.0)
-    wrk_notes(measurements, notes)
+    scaleout_m = scaleout["measurements"] if scaleout else None
+    wrk_notes(measurements, scaleout_m, notes)
     if (
         during["other_cpu_percent"] > BUSY_PERCENT
         or load_before["cpu_busy_percent"] > BUSY_PERCENT
@@ -974,7 +1339,7 @@ def run(cfg: Config) -> tuple[dict[str, Any], dict[str, Path]]:
             "are low and ratios noisier; compare ratios from a quiet run."
         )
     results: dict[str, Any] = {
-        "schema": 1,
+        "schema": 2,  # 2: "backends" and "scaleout" added; "measurements" may be {}
         "started_utc": started.isoformat(timespec="seconds"),
         "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": commit,
@@ -993,7 +1358,7 @@ def run(cfg: Config) -> tuple[dict[str, Any], dict[str, Path]]:
             "wrk_timeout_s": cfg.wrk_timeout,
             "runs": cfg.runs,
             "fhirbin_workers": cfg.workers,
-            "fhirbin_workers_via": fhirbin.workers_via,
+            "fhirbin_workers_via": workers_via,
             "fhirbin_processes": server_processes,
             "nginx_workers": cfg.workers,
             "large_transfer_client": (
@@ -1002,8 +1367,10 @@ def run(cfg: Config) -> tuple[dict[str, Any], dict[str, Path]]:
             ),
             "large_transfer_statistic": "median of runs (best also stored)",
         },
+        "backends": list(cfg.backends),
         "measurements": measurements,
-        "targets": check_targets(measurements),
+        "scaleout": scaleout,
+        "targets": check_targets(measurements, scaleout_m),
         "notes": notes,
         "profile": profile or None,
     }

@@ -51,6 +51,7 @@ PART_SIZE = 8 * MIB  # S3's minimum is 5 MiB for every part but the last
 COPY_PART = 64 * MIB  # larger blobs are copied in ranges: each request ends in seconds
 COPIES_IN_FLIGHT = 4
 CLEANUP_WITHIN = 10.0
+_HASH_INLINE_BELOW = 256 * 1024
 _KEY = re.compile(r"[0-9a-f]{64}")
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 
@@ -172,12 +173,11 @@ class S3BlobStore(Staging):
     async def stage(self, chunks: AsyncIterable[bytes]) -> S3StagedBlob:
         s3 = await self._client()
         name = f"{self._base}tmp/{uuid.uuid4().hex}"
-        hasher, size = hashlib.sha256(), 0
+        hasher, size = _PartHasher(), 0
         buffer = bytearray()
         upload: MultipartUpload | None = None
         try:
             async for chunk in chunks:
-                hasher.update(chunk)
                 size += len(chunk)
                 buffer += chunk
                 if len(buffer) >= self.part_size:
@@ -186,20 +186,24 @@ class S3BlobStore(Staging):
                             s3, self.faults, self.bucket, name, self.parts_in_flight
                         )
                     part, buffer = bytes(buffer), bytearray()
+                    await hasher.update(part)
                     await upload.send(part)
+            last, buffer = bytes(buffer), bytearray()
+            await hasher.update(last)
             if upload is None:  # smaller than one part: a single PUT
                 with self.faults("storing an upload"):
-                    await s3.put_object(Bucket=self.bucket, Key=name, Body=bytes(buffer))
+                    await s3.put_object(Bucket=self.bucket, Key=name, Body=last)
             else:
-                if buffer:
-                    await upload.send(bytes(buffer))
-                buffer = bytearray()
+                if last:
+                    await upload.send(last)
                 await upload.complete()
+            key = await hasher.hexdigest()
         except BaseException:
+            await hasher.cancel()
             aborting = [upload.abort] if upload is not None else []
             await self._shielded(*aborting, lambda: s3.delete_object(Bucket=self.bucket, Key=name))
             raise
-        return S3StagedBlob(self, name, BlobInfo(key=hasher.hexdigest(), size=size))
+        return S3StagedBlob(self, name, BlobInfo(key=key, size=size))
 
     async def _copy(self, source: str, target: str, size: int) -> None:
         """Server-side copy; also refreshes the age when ``source == target``."""
@@ -384,6 +388,39 @@ class S3BlobStore(Staging):
     async def close(self) -> None:
         await self._exit.aclose()
         self._s3 = None
+
+
+class _PartHasher:
+    """SHA-256 of an upload, computed part by part in a worker thread (hashlib releases the GIL
+    on large buffers), so hashing one part overlaps receiving the next and sending the others,
+    and the event loop is never blocked by it. Parts are hashed in order: ``update`` waits
+    for the previous part's hashing before it starts the next one."""
+
+    def __init__(self) -> None:
+        self._hasher = hashlib.sha256()
+        self._pending: asyncio.Future[None] | None = None
+
+    async def update(self, part: bytes) -> None:
+        if self._pending is not None:
+            await self._pending
+        self._pending = None
+        if len(part) < _HASH_INLINE_BELOW:
+            self._hasher.update(part)  # a thread hop costs more than hashing a little
+        else:
+            self._pending = asyncio.ensure_future(asyncio.to_thread(self._hasher.update, part))
+
+    async def hexdigest(self) -> str:
+        if self._pending is not None:
+            await self._pending
+            self._pending = None
+        return self._hasher.hexdigest()
+
+    async def cancel(self) -> None:
+        """Let a running hash finish (a thread cannot be stopped) without raising."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            with anyio.CancelScope(shield=True), suppress(BaseException):
+                await pending
 
 
 def _range(start: int, end: int | None) -> str:
