@@ -80,6 +80,7 @@ class PostgresCluster:
     binaries: Path
     _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     running: bool = False
+    _migrated: str | None = None
 
     @property
     def data(self) -> Path:
@@ -164,4 +165,20 @@ class PostgresCluster:
         name = f"t_{os.getpid()}_{next(self._names)}"
         # FILE_COPY: with fsync off, copying the template's files beats WAL-logging them.
         self.sql(f"CREATE DATABASE {name} OWNER {ROLE} STRATEGY FILE_COPY")
+        return self.url(name)
+
+    def migrated_database(self) -> str:
+        """A fresh database with the schema at head, copied from a template migrated once per
+        session (what every app test needs; the migration tests use ``new_database``)."""
+        if self._migrated is None:
+            from fhirbin.metadata.migrate import migrate_sync
+
+            template = f"t_{os.getpid()}_migrated"
+            self.sql(f"CREATE DATABASE {template} OWNER {ROLE} STRATEGY FILE_COPY")
+            migrate_sync(self.url(template))
+            self._migrated = template
+        name = f"t_{os.getpid()}_{next(self._names)}"
+        self.sql(
+            f"CREATE DATABASE {name} OWNER {ROLE} TEMPLATE {self._migrated} STRATEGY FILE_COPY"
+        )
         return self.url(name)

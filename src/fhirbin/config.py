@@ -72,8 +72,9 @@ SETTINGS: tuple[Setting, ...] = (
         "data_dir",
         Path,
         Path("./data"),
-        "Folder holding the SQLite catalogue (fhirbin.db), the content (blobs/) and the "
-        "token signing key.",
+        "Folder holding the embedded SQLite catalogue (fhirbin.db) and the content (blobs/), "
+        "and every node's temporary files. Relative paths are relative to the folder the "
+        "command runs in; every command says which data it uses.",
         serve_flag=True,
     ),
     Setting(

@@ -41,7 +41,7 @@ def settings(
     if backend == "scaleout":
         postgres = request.getfixturevalue("postgres")
         seaweed = request.getfixturevalue("seaweed")
-        values["database_url"] = postgres.new_database()
+        values["database_url"] = postgres.migrated_database()
         values["storage_url"] = seaweed.fresh_url()
         values["s3_endpoint_url"] = seaweed.endpoint
         for name, value in seaweed.env.items():

@@ -73,7 +73,7 @@ async def test_a_database_outage_is_503_and_service_resumes(
         monkeypatch.setenv(name, value)
     settings = _settings(
         tmp_path,
-        database_url=own_postgres.new_database(),
+        database_url=own_postgres.migrated_database(),
         storage_url=seaweed.fresh_url(),
         s3_endpoint_url=seaweed.endpoint,
         revocation_check_interval=0,
@@ -110,7 +110,7 @@ async def test_a_content_store_outage_is_503_and_service_resumes(
         monkeypatch.setenv(name, value)
     settings = _settings(
         tmp_path,
-        database_url=postgres.new_database(),
+        database_url=postgres.migrated_database(),
         storage_url=own_seaweed.fresh_url(),
         s3_endpoint_url=own_seaweed.endpoint,
     )

@@ -120,7 +120,7 @@ def cluster(
     env.update(seaweed.env)
     env.update(
         {
-            "FHIRBIN_DATABASE_URL": postgres.new_database(),
+            "FHIRBIN_DATABASE_URL": postgres.new_database(),  # both nodes migrate it at once
             "FHIRBIN_STORAGE_URL": seaweed.fresh_url(),
             "FHIRBIN_S3_ENDPOINT_URL": seaweed.endpoint,
             "FHIRBIN_BASE_URL": PUBLIC,

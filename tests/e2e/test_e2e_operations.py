@@ -121,7 +121,7 @@ def test_copy_deployment_moves_an_embedded_deployment_into_postgresql_and_s3(
     env = _env(FHIRBIN_DATA_DIR=str(source.data_dir), **seaweed.env)
     client = json.loads(_run(env, "client", "create", "app", "--scope", "system/Binary.rs",
                              "--json").stdout)  # fmt: skip
-    target_db, target_store = postgres.new_database(), seaweed.fresh_url()
+    target_db, target_store = postgres.migrated_database(), seaweed.fresh_url()
     copy = [
         "copy-deployment",
         "--to-database-url", target_db,
@@ -187,7 +187,7 @@ def test_serve_refuses_to_start_naming_a_bad_s3_secret(
 ) -> None:
     env = _env(
         FHIRBIN_DATA_DIR=str(tmp_path / "data"),
-        FHIRBIN_DATABASE_URL=postgres.new_database(),
+        FHIRBIN_DATABASE_URL=postgres.migrated_database(),
         FHIRBIN_STORAGE_URL=seaweed.fresh_url(),
         FHIRBIN_S3_ENDPOINT_URL=seaweed.endpoint,
         **{**seaweed.env, "AWS_SECRET_ACCESS_KEY": "wrong-secret"},

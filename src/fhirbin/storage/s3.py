@@ -174,21 +174,28 @@ class S3BlobStore(Staging):
         s3 = await self._client()
         name = f"{self._base}tmp/{uuid.uuid4().hex}"
         hasher, size = _PartHasher(), 0
-        buffer = bytearray()
+        # The chunks as received, joined once per part: a growing bytearray reallocates (a
+        # transient second copy) and then needs one more copy to become immutable bytes.
+        pieces: list[bytes] = []
+        buffered = 0
         upload: MultipartUpload | None = None
         try:
             async for chunk in chunks:
                 size += len(chunk)
-                buffer += chunk
-                if len(buffer) >= self.part_size:
+                pieces.append(chunk)
+                buffered += len(chunk)
+                if buffered >= self.part_size:
                     if upload is None:
                         upload = await MultipartUpload.create(
                             s3, self.faults, self.bucket, name, self.parts_in_flight
                         )
-                    part, buffer = bytes(buffer), bytearray()
+                    part = b"".join(pieces)
+                    pieces, buffered = [], 0
                     await hasher.update(part)
                     await upload.send(part)
-            last, buffer = bytes(buffer), bytearray()
+                    del part
+            last = b"".join(pieces)
+            pieces = []
             await hasher.update(last)
             if upload is None:  # smaller than one part: a single PUT
                 with self.faults("storing an upload"):
