@@ -23,24 +23,36 @@ SUDO=""
 
 # Stop, disable and (under systemd) mask the system's clamd and freshclam, so neither a reboot
 # nor a package upgrade brings them back. Idempotent and cheap: runs on every call.
+# Says so in one line on stderr when it changes anything.
 quiet_clamav_services() {
-  local unit pidfile
+  local unit pidfile changed=""
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
     for unit in clamav-daemon.socket clamav-daemon.service clamav-freshclam.service; do
+      if [ "$(systemctl is-enabled "$unit" 2>/dev/null)" != "masked" ] ||
+        systemctl is-active --quiet "$unit" 2>/dev/null; then
+        changed="stopped, disabled and masked (systemctl unmask to undo)"
+      fi
       $SUDO systemctl disable --now "$unit" >/dev/null 2>&1 || true
       $SUDO systemctl mask "$unit" >/dev/null 2>&1 || true
     done
   fi
   for unit in clamav-daemon clamav-freshclam; do
     [ -x "/etc/init.d/$unit" ] || continue
+    if compgen -G "/etc/rc[2-5].d/S*$unit" >/dev/null; then
+      changed="${changed:-disabled (update-rc.d $unit enable to undo)}"
+    fi
     $SUDO update-rc.d "$unit" disable >/dev/null 2>&1 || true
   done
   # Anything started anyway (a sysvinit machine without policy-rc.d): stop it by its pid file.
   for pidfile in /run/clamav/clamd.pid /run/clamav/freshclam.pid; do
     if [ -s "$pidfile" ] && $SUDO kill -0 "$(cat "$pidfile")" 2>/dev/null; then
       $SUDO kill "$(cat "$pidfile")" 2>/dev/null || true
+      changed="${changed:-stopped}"
     fi
   done
+  if [ -n "$changed" ]; then
+    echo "system-deps: the system's clamd and freshclam services were $changed; the tests start their own clamd" >&2
+  fi
 }
 
 if [ ${#missing[@]} -gt 0 ]; then

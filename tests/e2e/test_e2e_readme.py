@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from tests.e2e.conftest import Server, run_readme_block
@@ -10,9 +13,16 @@ pytestmark = pytest.mark.e2e
 
 
 def test_readme_curl_flow_works_as_written(server: Server) -> None:
-    result = run_readme_block(server, "The flow with curl")
     workdir = server.data_dir.parent
-    assert (workdir / "report.pdf").read_bytes() == (workdir / "copy.pdf").read_bytes()
+    before = {p.name for p in workdir.iterdir()} | {".venv"}
+    result = run_readme_block(server, "The flow with curl")
+    assert "same bytes" in result.stdout  # cmp of the PDF sent and the one read back
+    # the example's files went to a temporary folder, not into the (repository) folder
+    assert {p.name for p in workdir.iterdir()} <= before
+    work = Path(result.stdout.split("example files in ", 1)[1].split("\n", 1)[0])
+    assert work.is_dir()
+    assert {p.name for p in work.iterdir()} == {"report.pdf", "copy.pdf"}
+    shutil.rmtree(work)
     assert '"resourceType":"Binary"' in result.stdout
     assert '"type":"searchset"' in result.stdout
     assert '"total":1' in result.stdout

@@ -12,7 +12,7 @@ import pytest
 
 from fhirbin.errors import BadRequest
 from fhirbin.fhir.binary_parse import parse_binary_resource
-from fhirbin.fhir.binary_stream import RUN, data_chunks, parse_binary_json_file
+from fhirbin.fhir.binary_stream import BLOCK, RUN, data_chunks, parse_binary_json_file
 
 RAW = bytes(range(256)) * 1200 + b"\x07"  # 300 KiB and a bit: many runs, padding at the end
 B64 = base64.b64encode(RAW).decode()
@@ -84,3 +84,15 @@ def test_streamed_parse_answers_as_the_in_memory_one(body: bytes) -> None:
 def test_a_nul_of_the_clients_own_is_refused() -> None:
     body = b'{"resourceType":"Binary","contentType":"a/b","data":"AAAA\\u0000"}'
     assert streamed(body) == ("400", "Binary")
+
+
+@pytest.mark.parametrize("shift", range(-6, 3))
+def test_a_short_token_across_a_block_boundary_is_left_alone(shift: int) -> None:
+    """``true`` (or a number) split by the reader's block boundary is not a long run: it must
+    reach the parser as it is, wherever the boundary falls."""
+    head = b'{"resourceType":"Patient","pad":"'
+    tail = b'","flag":true,"n":12345678}'
+    pad = b"-" * (BLOCK - len(head) - len(b'","flag":') + shift)
+    body = head + pad + tail
+    assert streamed(body) is None  # well-formed, not a Binary: stored as it is
+    assert in_memory(body) is None

@@ -52,14 +52,17 @@ __all__ = [
 
 #: The shortest run of base64 characters kept out of ijson's memory.
 RUN: Final = 4096
-BLOCK: Final = 256 * 1024
+BLOCK: Final = 64 * 1024
 #: Decoded chunks handed to the storage pipeline are about this size.
-CHUNK: Final = 256 * 1024
-_ALPHABET = rb"(?:[A-Za-z0-9+/=]|\\[nrt/])"
+CHUNK: Final = 64 * 1024
+# A run: base64 characters and the escapes \n \r \t \/ (possessive: no backtracking, so the
+# scan runs at the speed of a character class), never starting within five bytes after a
+# backslash, so never inside an escape sequence.
 _RUN_RE = re.compile(
-    rb"(?<!\\)(?<!\\.)(?<!\\..)(?<!\\...)(?<!\\....)" + _ALPHABET + b"{%d,}" % RUN, re.DOTALL
+    rb"(?<!\\)(?<!\\.)(?<!\\..)(?<!\\...)(?<!\\....)(?:[A-Za-z0-9+/=]++|\\[nrt/])++",
+    re.DOTALL,
 )
-_CONTINUED_RE = re.compile(_ALPHABET + b"*")
+_CONTINUED_RE = re.compile(rb"(?:[A-Za-z0-9+/=]++|\\[nrt/])*+")
 _MARKER: Final = rb"\u0000"
 _WHITESPACE = b" \t\r\n"
 _BAD_BASE64 = "Binary.data is not valid base64 (RFC 4648 §4: A-Z a-z 0-9 + / with = padding)."
@@ -75,6 +78,7 @@ class _RunsElided:
         self._offset = 0  # file offset of the next block
         self._tail = b""  # the last bytes of the previous block, for the look-behind
         self._pending: int | None = None  # start of a run the previous block ended in
+        self._held: bytearray | None = None  # its bytes while shorter than RUN, else None
         self._eof = False
         self.runs: list[tuple[int, int]] = []
 
@@ -97,6 +101,7 @@ class _RunsElided:
         pos = 0
         if self._pending is not None:
             pos = _CONTINUED_RE.match(block).end()  # type: ignore[union-attr]
+            self._hold(block[:pos])
             if pos == len(block):
                 self._offset += len(block)
                 self._tail = block[-5:]
@@ -106,11 +111,16 @@ class _RunsElided:
         base = len(self._tail)
         cursor = base + pos
         for match in _RUN_RE.finditer(buf, cursor):
-            self._out += buf[cursor : match.start()]
             if match.end() == len(buf):  # may go on in the next block
+                self._out += buf[cursor : match.start()]
                 self._pending = start + match.start() - base
+                self._held = bytearray()
+                self._hold(buf[match.start() :])
                 cursor = len(buf)
                 break
+            if match.end() - match.start() < RUN:
+                continue  # short: stays in the text ijson reads
+            self._out += buf[cursor : match.start()]
             self.runs.append((start + match.start() - base, start + match.end() - base))
             self._out += _MARKER
             cursor = match.end()
@@ -118,11 +128,22 @@ class _RunsElided:
         self._tail = block[-5:]
         self._offset += len(block)
 
+    def _hold(self, data: bytes) -> None:
+        if self._held is not None:
+            self._held += data
+            if len(self._held) >= RUN:
+                self._held = None  # long: it will be elided
+
     def _close_run(self, end: int) -> None:
-        if self._pending is not None:
+        if self._pending is None:
+            return
+        if self._held is not None:  # it stayed short: the text itself (it may not be in a string)
+            self._out += self._held
+        else:
             self.runs.append((self._pending, end))
             self._out += _MARKER
-            self._pending = None
+        self._pending = None
+        self._held = None
 
 
 @dataclass(frozen=True)
@@ -262,6 +283,8 @@ def data_chunks(file: BinaryIO, data: StreamedData) -> Iterator[bytes]:
 
 
 def _unescape(raw: bytes) -> bytes:
+    if b"\\" not in raw:
+        return raw
     return raw.replace(b"\\/", b"/").replace(b"\\n", b"").replace(b"\\r", b"").replace(b"\\t", b"")
 
 
