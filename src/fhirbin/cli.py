@@ -9,6 +9,7 @@ settings from the environment the parent prepared.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -127,6 +128,7 @@ def serve(**flags: Any) -> None:
                 "server (another fhirbin serve?) is listening there; stop it or choose "
                 "another --port."
             ) from None
+    _raise_file_limit()
     # Workers rebuild their settings from the environment (asgi_app below).
     for setting in SETTINGS:
         os.environ[setting.env] = str(getattr(settings, setting.name))
@@ -158,6 +160,18 @@ def serve(**flags: Any) -> None:
             max_buffer_size=READ_BUFFER,
         ),
     ).serve()
+
+
+def _raise_file_limit() -> None:
+    """Every connection takes a file descriptor: the soft limit goes up to the hard one, so
+    that thousands of idle connections cannot exhaust it (docs/operations.md, "Running")."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def asgi_app() -> Any:

@@ -1,5 +1,5 @@
 """The audit records of the MetadataStore: add_audit, search_audit, and a write's record stored
-in the write's own transaction (issue 4 item 7: "in the same transaction as writes")."""
+in the write's own transaction (docs/security.md#audit)."""
 
 from __future__ import annotations
 
