@@ -126,6 +126,13 @@ async def rotate_keys(catalogue: MetadataStore) -> KeyMaterial:
     return material
 
 
+def key_refresh_interval(settings: Settings) -> float:
+    """Seconds between two readings of the shared signing keys: the revocation check interval,
+    but at least a second (an interval of 0 checks revocation on every request; keys need no
+    such haste, and re-reading them in a loop would only burn a core)."""
+    return max(float(settings.revocation_check_interval), 1.0)
+
+
 @dataclass(frozen=True)
 class Runtime:
     """Everything a request or a command needs; made by ``open_runtime``, closed by ``close``."""
@@ -191,7 +198,7 @@ async def open_runtime(
     try:
         blobs = CachedBlobStore(open_content_store(settings, env))
         base_url = settings.public_base_url
-        keys = KeyRing(base_url, refresh_interval=settings.revocation_check_interval)
+        keys = KeyRing(base_url, refresh_interval=key_refresh_interval(settings))
         keys.load(await stored_keys(catalogue, settings), datetime.now(UTC))
         verifier = TokenVerifier(
             keys.public_keys, issuer=base_url, max_lifetime=settings.access_token_ttl

@@ -25,7 +25,7 @@ from fhirbin.api.middleware import AuthMiddleware
 from fhirbin.api.routes import routes
 from fhirbin.config import Settings
 from fhirbin.faults import DependencyUnavailable
-from fhirbin.runtime import Runtime, open_runtime
+from fhirbin.runtime import Runtime, key_refresh_interval, open_runtime
 
 log = structlog.get_logger("fhirbin.app")
 
@@ -33,7 +33,7 @@ log = structlog.get_logger("fhirbin.app")
 async def _refresh_keys(runtime: Runtime) -> None:
     """Keys other nodes made (auth/keyring.py), re-read every revocation check interval."""
     while True:
-        await asyncio.sleep(runtime.settings.revocation_check_interval)
+        await asyncio.sleep(key_refresh_interval(runtime.settings))
         try:
             await runtime.refresh_keys()
         except DependencyUnavailable as fault:  # the next round tries again
