@@ -25,6 +25,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -175,7 +176,9 @@ class PostgresCluster:
 
             template = f"t_{os.getpid()}_migrated"
             self.sql(f"CREATE DATABASE {template} OWNER {ROLE} STRATEGY FILE_COPY")
-            migrate_sync(self.url(template))
+            # In a thread of its own: callers may be inside a running event loop.
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(migrate_sync, self.url(template)).result()
             self._migrated = template
         name = f"t_{os.getpid()}_{next(self._names)}"
         self.sql(
