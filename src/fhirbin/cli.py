@@ -233,7 +233,6 @@ async def _prepare(settings: Settings) -> int:
 def migrate(data_dir: Path | None) -> None:
     """Create or upgrade the catalogue schema (serve does this too); idempotent."""
     settings = _settings(data_dir=data_dir)
-    _say_where(settings)
     asyncio.run(_with_store(settings, _nothing))
     click.echo("the catalogue schema is up to date")
 
@@ -250,6 +249,7 @@ def client() -> None:
 async def _with_store(settings: Settings, work: Callable[[MetadataStore], Any]) -> Any:
     from fhirbin.runtime import open_catalogue
 
+    _say_where(settings)
     store = await open_catalogue(settings)
     try:
         return await work(store)
@@ -440,7 +440,6 @@ def keys_rotate(data_dir: Path | None) -> None:
     from fhirbin.runtime import rotate_keys
 
     settings = _settings(data_dir=data_dir)
-    _say_where(settings)
     if settings.signing_key_path is not None:
         raise click.UsageError(
             "FHIRBIN_SIGNING_KEY names a key file: replace that file on every node instead"
@@ -454,7 +453,6 @@ def keys_rotate(data_dir: Path | None) -> None:
 def keys_list(data_dir: Path | None) -> None:
     """List the signing keys (ids and ages, never the keys)."""
     settings = _settings(data_dir=data_dir)
-    _say_where(settings)
 
     async def listing(store: MetadataStore) -> list[tuple[str, str]]:
         return [(k.kid, k.created_at.isoformat()) for k in await store.signing_keys()]
