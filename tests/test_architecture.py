@@ -67,7 +67,7 @@ FORBIDDEN = {
 }
 WEB = ("starlette", "granian", "httpx")
 #: providers fetch JWK Sets and asks introspection endpoints: the HTTP client, never the server.
-HTTP_CLIENT = {"providers": ("httpx",)}
+HTTP_CLIENT = {"providers": ("httpx",), "runtime": ("httpx",)}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -102,6 +102,24 @@ def test_imports_go_one_way(path: Path) -> None:
             and not name.startswith(HTTP_CLIENT.get(package, ()))
         ):
             assert not name.startswith(WEB), f"{package} imports the web framework ({name})"
+
+
+#: Settings are read by the composition root, the CLI and the web app (which gets them from the
+#: runtime); every other package receives plain typed values.
+READS_SETTINGS = {"runtime", "cli", "api", "config", "docs"}
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_only_the_composition_root_and_the_cli_read_settings(path: Path) -> None:
+    if package_of(path) in READS_SETTINGS:
+        return
+    names = {
+        alias.name
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.module == "fhirbin.config"
+        for alias in node.names
+    }
+    assert "Settings" not in names, f"{path.relative_to(SRC)} takes Settings: use plain values"
 
 
 def test_the_rule_sees_a_wrong_import(tmp_path: Path) -> None:

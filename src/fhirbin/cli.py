@@ -103,7 +103,7 @@ def serve(**flags: Any) -> None:
     from granian.http import HTTP1Settings
 
     settings = _settings(**flags)
-    from fhirbin.scanning.screener import build_screener
+    from fhirbin.runtime import build_screener
     from fhirbin.security.sniff import MissingLibraryError
 
     try:

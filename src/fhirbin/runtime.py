@@ -11,10 +11,13 @@ lifespan), every CLI command and the tests use the same frozen ``Runtime``; only
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+import httpx
 
 from fhirbin.auditlog import AuditLog
 from fhirbin.auth.keyfile import load_or_create_signing_key
@@ -25,12 +28,87 @@ from fhirbin.config import Settings, SettingsError
 from fhirbin.faults import DependencyUnavailable, OutOfSpace
 from fhirbin.metadata.base import MetadataStore, SigningKeyRecord
 from fhirbin.metadata.sql import SqlMetadataStore
-from fhirbin.providers.authenticator import Authenticator, build_authenticator
-from fhirbin.scanning.screener import build_screener
+from fhirbin.providers.assertion_verifier import ClientAssertions
+from fhirbin.providers.authenticator import Authenticator
+from fhirbin.providers.external_idp import ExternalTokens
+from fhirbin.providers.introspection import Introspector
+from fhirbin.providers.jwks_cache import JwksCache, new_http_client
+from fhirbin.scanning.clamd import ClamdAddress
+from fhirbin.scanning.screener import Screener
+from fhirbin.security.policy import TypePolicy, parse_types
+from fhirbin.security.sniff import check_libmagic
 from fhirbin.service import BinaryService
 from fhirbin.storage.base import BlobStore
 from fhirbin.storage.cached import CachedBlobStore
 from fhirbin.storage.filesystem import FilesystemBlobStore
+
+# --- the parts built from settings (leaf packages receive plain values) ----------------------
+
+
+def type_policy(settings: Settings) -> TypePolicy:
+    """The content-type rules of FHIRBIN_DENY_TYPES, FHIRBIN_ALLOW_TYPES, FHIRBIN_TYPE_MISMATCH."""
+    return TypePolicy(
+        deny=parse_types(settings.deny_types, "FHIRBIN_DENY_TYPES"),
+        allow=parse_types(settings.allow_types, "FHIRBIN_ALLOW_TYPES"),
+        reject_mismatch=settings.type_mismatch == "reject",
+    )
+
+
+def build_authenticator(
+    settings: Settings,
+    own: TokenVerifier,
+    *,
+    clock: Callable[[], float] = time.time,
+    http: httpx.AsyncClient | None = None,
+) -> Authenticator:
+    """The authenticator ``settings`` ask for; ``clock`` and ``http`` are for tests."""
+    if settings.external_issuer and not settings.external_jwks:
+        raise SettingsError("FHIRBIN_EXTERNAL_ISSUER is set but FHIRBIN_EXTERNAL_JWKS is not")
+    client = http if http is not None else new_http_client()
+    external = None
+    if settings.external_issuer:
+        external = ExternalTokens(
+            settings.external_issuer,
+            settings.external_jwks,
+            JwksCache(client, clock=clock, floor=True),
+            clock=clock,
+        )
+    introspection = None
+    if settings.introspection_url:
+        introspection = Introspector(
+            settings.introspection_url,
+            settings.introspection_client_id,
+            settings.introspection_client_secret,
+            http=client,
+            cache_ttl=settings.introspection_cache_ttl,
+            clock=clock,
+        )
+    return Authenticator(
+        own,
+        assertions=ClientAssertions(JwksCache(client, clock=clock), clock=clock),
+        http=client,
+        external=external,
+        introspection=introspection,
+        audience=settings.audience,
+    )
+
+
+def build_screener(settings: Settings) -> Screener | None:
+    """The screener the settings ask for; None when there is nothing to check.
+
+    Bad values (an unparsable FHIRBIN_CLAMAV or type list) raise SettingsError at start-up.
+    """
+    policy = type_policy(settings)
+    clamd = ClamdAddress.parse(settings.clamav) if settings.clamav.strip() else None
+    if clamd is None and not policy.sniffs and not policy.allow:
+        return None
+    check_libmagic()  # each worker fails at start, saying what is missing, not at an upload
+    return Screener(
+        policy=policy,
+        clamd=clamd,
+        fail_open=settings.clamav_fail_open,
+        timeout=float(settings.clamav_timeout),
+    )
 
 
 def uses_embedded_catalogue(settings: Settings) -> bool:

@@ -28,7 +28,7 @@ from fhirbin.cli import cli
 from fhirbin.config import Settings
 from fhirbin.metadata.base import Client
 from fhirbin.metadata.sql import SqlMetadataStore
-from fhirbin.providers.authenticator import build_authenticator
+from fhirbin.runtime import build_authenticator
 from tests.providers.support import (
     EC_P256,
     EC_P384,

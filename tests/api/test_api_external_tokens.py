@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 
 from fhirbin.api.app import create_app
 from fhirbin.config import Settings, load_settings
-from fhirbin.providers.authenticator import build_authenticator
+from fhirbin.runtime import build_authenticator
 from tests.providers.support import (
     EC_P384,
     RSA_KEY,

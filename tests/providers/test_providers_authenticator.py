@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fhirbin.auth.tokens import TokenIssuer, TokenVerifier
 from fhirbin.config import Settings, SettingsError, load_settings
 from fhirbin.errors import Unauthorized
-from fhirbin.providers.authenticator import build_authenticator
+from fhirbin.runtime import build_authenticator
 from tests.providers.support import (
     RSA_KEY,
     LoopbackServer,

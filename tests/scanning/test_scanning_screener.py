@@ -19,8 +19,9 @@ from fhirbin.errors import (
     UnprocessableContent,
     UnsupportedMediaType,
 )
+from fhirbin.runtime import build_screener
 from fhirbin.scanning.clamd import ClamdAddress
-from fhirbin.scanning.screener import RETRY_AFTER, Screener, build_screener
+from fhirbin.scanning.screener import RETRY_AFTER, Screener
 from fhirbin.security.policy import TypePolicy, parse_types
 from fhirbin.security.sniff import SNIFF_BYTES
 from tests.clamd_support import EICAR, EICAR_SIGNATURE, MARKER, Clamd, start_clamd

@@ -8,13 +8,14 @@ import pytest
 
 from fhirbin.config import SettingsError, load_settings
 from fhirbin.errors import UnsupportedMediaType
+from fhirbin.runtime import type_policy
 from fhirbin.security.policy import EXECUTABLES, TypePolicy, parse_types
 from fhirbin.security.sniff import sniff
 from tests.security import samples
 
 
 def policy(**overrides: object) -> TypePolicy:
-    return TypePolicy.from_settings(load_settings({}, {"data_dir": Path("unused"), **overrides}))
+    return type_policy(load_settings({}, {"data_dir": Path("unused"), **overrides}))
 
 
 def check(p: TypePolicy, declared: str, content: bytes) -> None:

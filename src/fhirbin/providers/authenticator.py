@@ -17,21 +17,16 @@ authenticates client assertions at the token endpoint (``assertions``), sharing 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import httpx
 
 from fhirbin.auth.jose import peek
 from fhirbin.auth.tokens import MAX_TOKEN_LENGTH, AccessClaims, TokenVerifier
-from fhirbin.config import Settings, SettingsError
 from fhirbin.errors import Unauthorized
 from fhirbin.providers.assertion_verifier import ClientAssertions
 from fhirbin.providers.external_idp import ExternalTokens
 from fhirbin.providers.introspection import Introspector
-from fhirbin.providers.jwks_cache import JwksCache, new_http_client
 
-__all__ = ["Authenticator", "build_authenticator"]
+__all__ = ["Authenticator"]
 
 
 class Authenticator:
@@ -73,42 +68,3 @@ class Authenticator:
 
     async def close(self) -> None:
         await self._http.aclose()
-
-
-def build_authenticator(
-    settings: Settings,
-    own: TokenVerifier,
-    *,
-    clock: Callable[[], float] = time.time,
-    http: httpx.AsyncClient | None = None,
-) -> Authenticator:
-    """The authenticator ``settings`` ask for; ``clock`` and ``http`` are for tests."""
-    if settings.external_issuer and not settings.external_jwks:
-        raise SettingsError("FHIRBIN_EXTERNAL_ISSUER is set but FHIRBIN_EXTERNAL_JWKS is not")
-    client = http if http is not None else new_http_client()
-    external = None
-    if settings.external_issuer:
-        external = ExternalTokens(
-            settings.external_issuer,
-            settings.external_jwks,
-            JwksCache(client, clock=clock, floor=True),
-            clock=clock,
-        )
-    introspection = None
-    if settings.introspection_url:
-        introspection = Introspector(
-            settings.introspection_url,
-            settings.introspection_client_id,
-            settings.introspection_client_secret,
-            http=client,
-            cache_ttl=settings.introspection_cache_ttl,
-            clock=clock,
-        )
-    return Authenticator(
-        own,
-        assertions=ClientAssertions(JwksCache(client, clock=clock), clock=clock),
-        http=client,
-        external=external,
-        introspection=introspection,
-        audience=settings.audience,
-    )

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import structlog
 
-from fhirbin.config import Settings
 from fhirbin.errors import PayloadTooLarge, ServiceUnavailable, UnprocessableContent
 from fhirbin.scanning.clamd import (
     ClamdAddress,
@@ -40,7 +39,7 @@ from fhirbin.scanning.clamd import (
     InstreamScan,
 )
 from fhirbin.security.policy import TypePolicy
-from fhirbin.security.sniff import SNIFF_BYTES, check_libmagic, sniff
+from fhirbin.security.sniff import SNIFF_BYTES, sniff
 
 ScreenerFunc = Callable[[str, AsyncIterable[bytes]], AsyncIterator[bytes]]
 
@@ -149,21 +148,3 @@ class Screener:
             "The virus scanner is not available, so the content was not stored; try again later.",
             retry_after=RETRY_AFTER,
         ) from exc
-
-
-def build_screener(settings: Settings) -> ScreenerFunc | None:
-    """The screener the settings ask for; None when there is nothing to check.
-
-    Bad values (an unparsable FHIRBIN_CLAMAV or type list) raise SettingsError at start-up.
-    """
-    policy = TypePolicy.from_settings(settings)
-    clamd = ClamdAddress.parse(settings.clamav) if settings.clamav.strip() else None
-    if clamd is None and not policy.sniffs and not policy.allow:
-        return None
-    check_libmagic()  # each worker fails at start, saying what is missing, not at an upload
-    return Screener(
-        policy=policy,
-        clamd=clamd,
-        fail_open=settings.clamav_fail_open,
-        timeout=float(settings.clamav_timeout),
-    )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from fhirbin.config import Settings, SettingsError
+from fhirbin.config import SettingsError
 from fhirbin.errors import UnsupportedMediaType
 from fhirbin.fhir.negotiate import media_type_essence
 from fhirbin.security.mediatypes import accepts, canonical
@@ -134,19 +134,11 @@ def _why(media_type: str) -> str:
 
 @dataclass(frozen=True)
 class TypePolicy:
-    """The type rules in force; build it with :meth:`from_settings`."""
+    """The type rules in force (runtime.py builds them from the settings)."""
 
     deny: tuple[str, ...] = ()
     allow: tuple[str, ...] = ()
     reject_mismatch: bool = True
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> TypePolicy:
-        return cls(
-            deny=parse_types(settings.deny_types, "FHIRBIN_DENY_TYPES"),
-            allow=parse_types(settings.allow_types, "FHIRBIN_ALLOW_TYPES"),
-            reject_mismatch=settings.type_mismatch == "reject",
-        )
 
     @property
     def sniffs(self) -> bool:
