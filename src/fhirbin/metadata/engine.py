@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import sqlalchemy
 from sqlalchemy import URL, event, make_url
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -94,6 +95,18 @@ def postgres_connect_args(url: URL) -> tuple[URL, dict[str, Any]]:
     return stripped, args
 
 
+def postgres_pool_args(url: str) -> dict[str, Any]:
+    """``asyncpg.connect``'s arguments for a PostgreSQL ``url``: what the engine connects with
+    (host, port, user, password, database, other query parameters, TLS and connect timeout),
+    for a pool of asyncpg's own (``PostgresMetadataStore``)."""
+    parsed, connect_args = postgres_connect_args(normalise_url(url))
+    _, options = PGDialect_asyncpg().create_connect_args(parsed)  # type: ignore[no-untyped-call]
+    # SQLAlchemy's own options, which its adapter takes off before calling asyncpg.connect.
+    for name in ("prepared_statement_cache_size", "prepared_statement_name_func"):
+        options.pop(name, None)
+    return {**options, **connect_args}
+
+
 def _ssl_context(mode: str, files: Mapping[str, str]) -> ssl.SSLContext:
     # As libpq: verify-full checks the chain and the host name, verify-ca the chain only; with a
     # root certificate given, require behaves as verify-ca. allow/prefer cannot be expressed with
@@ -127,6 +140,11 @@ def sqlite_file(url: str) -> Path | None:
     """The database file of a SQLite URL; None for other databases and in-memory SQLite."""
     parsed = _parse(url)
     return _sqlite_file(parsed) if _is_sqlite(parsed) else None
+
+
+def is_postgres(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL database (in any spelling ``normalise_url`` takes)."""
+    return _parse(url).get_backend_name() in _POSTGRES_SCHEMES
 
 
 def _is_sqlite(url: URL) -> bool:
