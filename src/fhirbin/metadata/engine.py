@@ -164,13 +164,16 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if not _is_sqlite(parsed):
         parsed, connect_args = postgres_connect_args(parsed)
         kwargs["connect_args"] = {**connect_args, **kwargs.get("connect_args", {})}
-        # A pooled connection may have died with its server (a restart, a failover): checked
-        # before use, so the first request after the database is back succeeds instead of
-        # failing on a dead socket.
-        kwargs.setdefault("pool_pre_ping", True)
         if "poolclass" not in kwargs:
             kwargs.setdefault("pool_timeout", POOL_TIMEOUT_S)
-        return create_async_engine(parsed, **kwargs)
+        engine = create_async_engine(parsed, **kwargs)
+        # A pooled connection may have died with its server (a restart, a failover). Instead of
+        # pool_pre_ping's round trip on every checkout, a connection asyncpg already saw closed
+        # is replaced at checkout (no round trip), so the first request after the database is
+        # back succeeds; one that dies unseen fails its statement, and SQLAlchemy then
+        # invalidates the whole pool (docs/development.md, "PostgreSQL: driver and read path").
+        event.listen(engine.sync_engine, "checkout", _replace_closed_connection)
+        return engine
     database = _sqlite_file(parsed)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
@@ -178,6 +181,13 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     event.listen(engine.sync_engine, "connect", _configure_sqlite_writer)
     event.listen(engine.sync_engine, "begin", _begin_sqlite_transaction)
     return engine
+
+
+def _replace_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    driver_connection = getattr(dbapi_connection, "_connection", None)  # the asyncpg connection
+    if driver_connection is not None and driver_connection.is_closed():
+        # The pool discards this connection and checks out (or makes) another.
+        raise sqlalchemy.exc.DisconnectionError("the database closed this pooled connection")
 
 
 def create_read_engine(database: Path) -> Engine:
