@@ -4,7 +4,8 @@ PostgreSQL.
 This module runs the statements of ``queries`` (and the clients', keys' and contents' few) and
 maps rows to and from the dataclasses of ``base``: datetimes become integer microseconds since
 the Unix epoch (UTC) and come back timezone-aware. Every query is portable SQL; database-specific
-setup lives in ``engine``, SQLite's hot paths in the subclass of ``sqlite``. Each read is one
+setup lives in ``engine``, SQLite's hot paths in the subclass of ``sqlite``, PostgreSQL's in
+that of ``postgres``. Each read is one
 statement, except for id sets larger than one query takes.
 
 Every connection is taken through ``_connect`` or ``_write``, which translate driver failures
