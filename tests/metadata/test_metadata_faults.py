@@ -23,8 +23,9 @@ from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.exc import OperationalError
 
 from fhirbin.faults import DependencyUnavailable, OutOfSpace
-from fhirbin.metadata.base import AuditQuery
+from fhirbin.metadata.base import AuditQuery, CatalogueQuery, HistoryQuery
 from fhirbin.metadata.failures import fault_of
+from fhirbin.metadata.postgres import PostgresMetadataStore
 from fhirbin.metadata.sql import SqlMetadataStore, sqlite_url
 from fhirbin.metadata.sqlite import SqliteMetadataStore
 from tests.metadata.support import version
@@ -54,12 +55,19 @@ async def test_a_stopped_server_is_unavailable_quickly_and_the_same_store_recove
     own_cluster: PostgresCluster,
 ) -> None:
     store = await SqlMetadataStore.open(own_cluster.new_database())
+    assert isinstance(store, PostgresMetadataStore)
+    by_id = CatalogueQuery(ids=frozenset({"a"}))
     try:
         await store.add_version(version("a", 1))
         own_cluster.stop()
         for call in (
-            lambda: store.current("a"),
-            lambda: store.add_version(version("a", 2)),
+            lambda: store.current("a"),  # the hot reads, on the store's asyncpg pool
+            lambda: store.get_version("a", 1),
+            lambda: store.current_many(["a"]),
+            lambda: store.search(by_id),
+            lambda: store.count(by_id),
+            lambda: store.get_client("app"),
+            lambda: store.add_version(version("a", 2)),  # SQLAlchemy's pool
             lambda: store.search_audit(AuditQuery()),
         ):
             began = time.monotonic()
@@ -69,10 +77,33 @@ async def test_a_stopped_server_is_unavailable_quickly_and_the_same_store_recove
             assert_safe(raised.value)
 
         own_cluster.resume()
-        # No restart of the store: its pool replaces the connections that died.
+        # No restart of the store: its pools replace the connections that died.
         assert await store.current("a") == version("a", 1)
+        assert await store.search(by_id) == [version("a", 1)]
+        assert await store.count(by_id) == 1
+        assert await store.get_client("app") is None
         await store.add_version(version("a", 2))
         assert await store.current("a") == version("a", 2)
+    finally:
+        await store.close()
+
+
+async def test_the_first_calls_after_a_restart_succeed(own_cluster: PostgresCluster) -> None:
+    """Both pools hold connections when the server restarts, and nothing is asked while it is
+    down: the first read and the first write afterwards must not fail on a dead connection."""
+    store = await SqlMetadataStore.open(own_cluster.new_database())
+    try:
+        await store.add_version(version("a", 1))
+        assert await store.current("a") == version("a", 1)
+        own_cluster.stop()
+        # stop() blocks the event loop; a serving process's loop runs on while the database
+        # restarts, and so sees its pooled connections closed by the server.
+        await anyio.sleep(0.2)
+        own_cluster.resume()
+        with anyio.fail_after(10):
+            await store.add_version(version("a", 2))
+            assert await store.current("a") == version("a", 2)
+            assert await store.history(HistoryQuery(binary_id="a")) != []
     finally:
         await store.close()
 

@@ -17,6 +17,7 @@ from sqlalchemy import event
 
 from fhirbin.metadata import fastread
 from fhirbin.metadata.base import CatalogueQuery, HistoryQuery, Keyset, UpdatedRange
+from fhirbin.metadata.postgres import PostgresMetadataStore
 from fhirbin.metadata.sql import SqlMetadataStore
 from fhirbin.metadata.sqlite import SqliteMetadataStore
 from tests.metadata.support import WHEN, Database, version
@@ -70,17 +71,38 @@ def statements_run(store: SqlMetadataStore) -> Iterator[list[tuple[str, Any]]]:
         if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK")):
             seen.append((statement, parameters))
 
-    # Reads go through the synchronous read engine on SQLite, else through the async one.
+    # Reads go through the synchronous read engine on SQLite, else through the async one; on
+    # PostgreSQL the hot reads through the store's own asyncpg pool.
     engines = [store.engine.sync_engine]
     if isinstance(store, SqliteMetadataStore):
         engines.append(store.reads)
     for engine in engines:
         event.listen(engine, "before_cursor_execute", record)
     try:
-        yield seen
+        with recording_hot_reads(store, seen):
+            yield seen
     finally:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", record)
+
+
+@contextmanager
+def recording_hot_reads(store: SqlMetadataStore, seen: list[tuple[str, Any]]) -> Iterator[None]:
+    """On PostgreSQL, also records what the hot reads send over the store's asyncpg pool."""
+    if not isinstance(store, PostgresMetadataStore):
+        yield
+        return
+    fetch_once = store._fetch_once
+
+    async def recorded(sql: str, args: list[object]) -> list[Any]:
+        seen.append((sql, args))
+        return await fetch_once(sql, args)
+
+    store._fetch_once = recorded  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del store._fetch_once
 
 
 @pytest.mark.parametrize(

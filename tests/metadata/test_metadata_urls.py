@@ -10,6 +10,7 @@ import pytest
 
 from fhirbin.faults import DependencyUnavailable
 from fhirbin.metadata.engine import database_display, normalise_url, postgres_connect_args
+from fhirbin.metadata.postgres import PostgresMetadataStore
 from fhirbin.metadata.sql import SqlMetadataStore
 from tests.metadata.support import version
 from tests.pg_support import PASSWORD, PostgresCluster
@@ -88,9 +89,10 @@ async def test_a_postgres_url_with_sslmode_reaches_the_driver(postgres: Postgres
     url = postgres.new_database().replace("postgresql://", "postgres://")
     store = await SqlMetadataStore.open(f"{url}?sslmode=disable")
     try:
-        assert type(store) is SqlMetadataStore  # the portable store: no SQLite hot paths
+        assert type(store) is PostgresMetadataStore  # its hot reads use the same arguments
         await store.add_version(version())
         assert await store.current("a") == version()
+        assert await store.get_client("nobody") is None
     finally:
         await store.close()
     with pytest.raises(DependencyUnavailable) as refused:

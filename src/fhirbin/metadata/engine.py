@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import sqlalchemy
 from sqlalchemy import URL, event, make_url
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -94,6 +95,18 @@ def postgres_connect_args(url: URL) -> tuple[URL, dict[str, Any]]:
     return stripped, args
 
 
+def postgres_pool_args(url: str) -> dict[str, Any]:
+    """``asyncpg.connect``'s arguments for a PostgreSQL ``url``: what the engine connects with
+    (host, port, user, password, database, other query parameters, TLS and connect timeout),
+    for a pool of asyncpg's own (``PostgresMetadataStore``)."""
+    parsed, connect_args = postgres_connect_args(normalise_url(url))
+    _, options = PGDialect_asyncpg().create_connect_args(parsed)  # type: ignore[no-untyped-call]
+    # SQLAlchemy's own options, which its adapter takes off before calling asyncpg.connect.
+    for name in ("prepared_statement_cache_size", "prepared_statement_name_func"):
+        options.pop(name, None)
+    return {**options, **connect_args}
+
+
 def _ssl_context(mode: str, files: Mapping[str, str]) -> ssl.SSLContext:
     # As libpq: verify-full checks the chain and the host name, verify-ca the chain only; with a
     # root certificate given, require behaves as verify-ca. allow/prefer cannot be expressed with
@@ -129,6 +142,11 @@ def sqlite_file(url: str) -> Path | None:
     return _sqlite_file(parsed) if _is_sqlite(parsed) else None
 
 
+def is_postgres(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL database (in any spelling ``normalise_url`` takes)."""
+    return _parse(url).get_backend_name() in _POSTGRES_SCHEMES
+
+
 def _is_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite"
 
@@ -146,13 +164,16 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if not _is_sqlite(parsed):
         parsed, connect_args = postgres_connect_args(parsed)
         kwargs["connect_args"] = {**connect_args, **kwargs.get("connect_args", {})}
-        # A pooled connection may have died with its server (a restart, a failover): checked
-        # before use, so the first request after the database is back succeeds instead of
-        # failing on a dead socket.
-        kwargs.setdefault("pool_pre_ping", True)
         if "poolclass" not in kwargs:
             kwargs.setdefault("pool_timeout", POOL_TIMEOUT_S)
-        return create_async_engine(parsed, **kwargs)
+        engine = create_async_engine(parsed, **kwargs)
+        # A pooled connection may have died with its server (a restart, a failover). Instead of
+        # pool_pre_ping's round trip on every checkout, a connection asyncpg already saw closed
+        # is replaced at checkout (no round trip), so the first request after the database is
+        # back succeeds; one that dies unseen fails its statement, and SQLAlchemy then
+        # invalidates the whole pool (docs/development.md, "PostgreSQL: driver and read path").
+        event.listen(engine.sync_engine, "checkout", _replace_closed_connection)
+        return engine
     database = _sqlite_file(parsed)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
@@ -160,6 +181,13 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     event.listen(engine.sync_engine, "connect", _configure_sqlite_writer)
     event.listen(engine.sync_engine, "begin", _begin_sqlite_transaction)
     return engine
+
+
+def _replace_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    driver_connection = getattr(dbapi_connection, "_connection", None)  # the asyncpg connection
+    if driver_connection is not None and driver_connection.is_closed():
+        # The pool discards this connection and checks out (or makes) another.
+        raise sqlalchemy.exc.DisconnectionError("the database closed this pooled connection")
 
 
 def create_read_engine(database: Path) -> Engine:

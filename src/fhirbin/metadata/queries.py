@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, Update, and_, func, or_, select, true, update
 
 from fhirbin.metadata.base import CatalogueQuery, HistoryQuery, Keyset, UpdatedRange
-from fhirbin.metadata.schema import LIVE, binary_version
+from fhirbin.metadata.schema import LIVE, binary_version, client
 
 # What a BinaryVersion is made of; ``is_current`` is bookkeeping, not part of a version.
 VERSION_COLUMNS = tuple(c for c in binary_version.columns if c.name != "is_current")
@@ -224,6 +224,10 @@ def newest(binary_id: str) -> Statement:
         .order_by(binary_version.c.version.desc())
         .limit(1)
     )
+
+
+def client_by_id(client_id: str) -> Statement:
+    return select(client).where(client.c.client_id == client_id)
 
 
 def live_current(ids: Sequence[str] | None) -> Statement:

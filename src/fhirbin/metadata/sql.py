@@ -4,7 +4,8 @@ PostgreSQL.
 This module runs the statements of ``queries`` (and the clients', keys' and contents' few) and
 maps rows to and from the dataclasses of ``base``: datetimes become integer microseconds since
 the Unix epoch (UTC) and come back timezone-aware. Every query is portable SQL; database-specific
-setup lives in ``engine``, SQLite's hot paths in the subclass of ``sqlite``. Each read is one
+setup lives in ``engine``, SQLite's hot paths in the subclass of ``sqlite``, PostgreSQL's in
+that of ``postgres``. Each read is one
 statement, except for id sets larger than one query takes.
 
 Every connection is taken through ``_connect`` or ``_write``, which translate driver failures
@@ -44,6 +45,7 @@ from fhirbin.metadata.base import (
 from fhirbin.metadata.engine import (
     create_engine,
     database_display,
+    is_postgres,
     sqlite_file,
     sqlite_url,
     write_transaction,
@@ -120,27 +122,34 @@ class SqlMetadataStore:
     async def open(cls, url: str, *, migrate: bool = True) -> SqlMetadataStore:
         """Connect to ``url`` and, unless told otherwise, upgrade its schema to head.
 
-        A SQLite file gets the ``SqliteMetadataStore`` (its hot paths), any other database this
+        A SQLite file gets the ``SqliteMetadataStore`` (its hot paths), PostgreSQL the
+        ``PostgresMetadataStore`` (its hot reads), any other database (in-memory SQLite) this
         portable store.
         """
-        if cls is SqlMetadataStore and sqlite_file(url) is not None:
-            # Imported here: the subclass's module imports this one.
-            from fhirbin.metadata.sqlite import SqliteMetadataStore
+        if cls is SqlMetadataStore:
+            # Imported here: the subclasses' modules import this one.
+            if sqlite_file(url) is not None:
+                from fhirbin.metadata.sqlite import SqliteMetadataStore
 
-            return await SqliteMetadataStore.open(url, migrate=migrate)
+                return await SqliteMetadataStore.open(url, migrate=migrate)
+            if is_postgres(url):
+                from fhirbin.metadata.postgres import PostgresMetadataStore
+
+                return await PostgresMetadataStore.open(url, migrate=migrate)
         engine = create_engine(url)
         try:
             if migrate:
                 await migrations.upgrade(engine)
             store = cls(engine)
-            await store._started()
+            await store._started(url)
         except BaseException:
             await engine.dispose()
             raise
         return store
 
-    async def _started(self) -> None:
-        """Called once by ``open`` after migrating: subclasses set up what they add here."""
+    async def _started(self, url: str) -> None:
+        """Called once by ``open`` (``url`` as given) after migrating: subclasses set up what
+        they add here."""
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -317,9 +326,8 @@ class SqlMetadataStore:
             raise
 
     async def get_client(self, client_id: str) -> Client | None:
-        query = select(client).where(client.c.client_id == client_id)
         async with self._connect() as connection:
-            row = (await connection.execute(query)).mappings().first()
+            row = (await connection.execute(queries.client_by_id(client_id))).mappings().first()
         return None if row is None else client_from_row(row)
 
     async def list_clients(self) -> list[Client]:

@@ -41,7 +41,7 @@ class SqliteMetadataStore(SqlMetadataStore):
         self.database = Path(database)
         self._hot: tuple[ChangeSignal, SqliteReader, SqliteAuditWriter, Engine] | None = None
 
-    async def _started(self) -> None:
+    async def _started(self, url: str) -> None:
         with self._guarded():
             # Connecting creates the file (in WAL mode) if migrations did not: the plain
             # connections below open an existing file only.
