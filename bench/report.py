@@ -83,6 +83,12 @@ def _embedded(results: dict[str, Any], large: str, medium: str, piece: str) -> l
             f"| {label}: req/s (p50 / p99) | {_num(result['requests_per_s'])} "
             f"({_latency(result)}) | nginx 1 KiB {_num(ngx_rps)} | {_ratio(m[key]['ratio'])} | - |"
         )
+    if "token_endpoint" in m:
+        token = m["token_endpoint"]["fhirbin"]
+        lines.append(
+            f"| Token endpoint, client_credentials: tokens/s (p50 / p99) | "
+            f"{_num(token['requests_per_s'])} ({_latency(token)}) | | | - |"
+        )
     down = m["download"]
     lines += [
         f"| Download {large}, native: MiB/s | {_num(down['fhirbin']['median_mib_s'])} | "

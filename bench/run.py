@@ -727,6 +727,21 @@ class Run:
             }
         return out
 
+    def token_endpoint(self) -> dict[str, Any]:
+        """Tokens per second from the token endpoint (a client that re-fetches a token before
+        most calls, as Medplum's does, feels this): client secrets are SHA-256 hashed, not
+        argon2id (docs/security.md#tokens)."""
+        fhirbin = self.fhirbin
+        user = urllib.parse.quote_plus(fhirbin.client_id)
+        password = urllib.parse.quote_plus(fhirbin.client_secret)
+        basic = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        headers = {"Authorization": f"Basic {basic}"}
+        log("token endpoint: fhirbin")
+        result = self.wrk.run(f"{fhirbin.base_url}/auth/token", script="token", headers=headers)
+        if result["error_count"]:
+            raise HarnessError(f"token endpoint answered errors: {result['errors']}")
+        return {"fhirbin": result}
+
     # c. large native download
     def download(self) -> dict[str, Any]:
         cfg, fb = self.cfg, self.fhirbin
@@ -1266,6 +1281,7 @@ def measure_embedded(
     if cfg.profile:
         profile = bench.profile_small_read(cfg.results_dir, stem)
     measurements.update(bench.small_fhir(measurements["small_raw"]["nginx"]["requests_per_s"]))
+    measurements["token_endpoint"] = bench.token_endpoint()
     measurements["download"] = bench.download()
     measurements["fhir_json_large"] = bench.fhir_json_large()
     measurements["range"] = bench.range_reads()
