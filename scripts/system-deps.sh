@@ -11,12 +11,21 @@
 #   postgresql      the server binaries (/usr/lib/postgresql/<major>/bin) the catalogue tests use
 #                   to start a private cluster of their own (tests/pg_support.py); the packaged
 #                   cluster is not started (policy-rc.d below) and the tests never use it.
+#   nodejs, npm     Medplum's client under node (tests/e2e/clients/medplum, npm ci from the
+#                   npm registry): only when no `node` or no `npm` is on PATH, so a Node.js
+#                   installed otherwise (NodeSource's, which bundles npm) is kept. Debian 12's
+#                   nodejs 18 runs the pinned @medplum/core.
 set -euo pipefail
 needed=(curl openssl libmagic1 clamav-daemon postgresql)
 missing=()
 for pkg in "${needed[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  for pkg in nodejs npm; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+fi
 
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
