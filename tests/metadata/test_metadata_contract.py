@@ -243,11 +243,10 @@ async def test_data_survives_closing_and_reopening_the_database(database: Databa
         await reopened.close()
 
 
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 async def test_sqlite_write_connections_use_wal_full_sync_foreign_keys_and_a_busy_timeout(
     store: SqlMetadataStore, database: Database
 ) -> None:
-    if database.kind != "sqlite":
-        pytest.skip("SQLite connection settings")
     async with store.engine.connect() as connection:
         settings = [
             (await connection.exec_driver_sql(f"PRAGMA {name}")).scalar()

@@ -130,11 +130,11 @@ ORDERED_COLUMNS = [
 ]
 
 
+# PostgreSQL only: SQLite compares text by code point (BINARY) without being told.
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
 async def test_ordered_ids_compare_by_code_point_on_postgresql(
     store: SqlMetadataStore, database: Database
 ) -> None:
-    if database.kind != "postgresql":
-        pytest.skip("SQLite compares text by code point (BINARY) without being told")
     query = sa.text(
         "SELECT table_name, column_name, collation_name FROM information_schema.columns"
         " WHERE table_schema = 'public' AND collation_name IS NOT NULL"
