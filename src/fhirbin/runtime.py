@@ -161,11 +161,17 @@ def open_content_store(settings: Settings, environ: Mapping[str, str]) -> BlobSt
     )
 
 
+#: What a data folder of fhirbin's holds; a folder holding anything else is not tightened.
+_OWN_ENTRIES = frozenset({"fhirbin.db", "fhirbin.db-wal", "fhirbin.db-shm", "fhirbin.db-changes",
+                          "blobs", "signing-key.pem"})  # fmt: skip
+
+
 def _private_folder(folder: Path) -> None:
     # Health data: the data folder belongs to the service user alone (docs/operations.md),
-    # also when an operator made it beforehand with the usual 0755.
+    # also when an operator made it beforehand with the usual 0755. A folder that holds other
+    # things (FHIRBIN_DATA_DIR=/srv, say) is left as it is.
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if folder.stat().st_mode & 0o077:
+    if folder.stat().st_mode & 0o077 and {e.name for e in folder.iterdir()} <= _OWN_ENTRIES:
         folder.chmod(0o700)
 
 
