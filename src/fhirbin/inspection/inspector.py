@@ -35,10 +35,19 @@ _HTML = frozenset({"text/html"})
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/tiff", "image/bmp", "image/webp")
 
 
+def textual(media_type: str) -> bool:
+    return media_type.startswith("text/") or media_type.endswith(("json", "xml"))
+
+
 def kinds(media_type: str, head: bytes) -> set[str]:
-    """The checks one media type (and the leading bytes) call for."""
+    """The checks a media type and the leading bytes call for.
+
+    PDF readers accept ``%PDF-`` anywhere in the first KiB, so a PDF behind a few bytes of
+    something else is inspected too, unless ``media_type`` (the sniffed type) is text: a letter
+    that mentions ``%PDF-`` is not a PDF, and searching its words for PDF names would refuse it.
+    """
     found: set[str] = set()
-    if media_type == "application/pdf" or b"%PDF-" in head[:1024]:
+    if media_type == "application/pdf" or (b"%PDF-" in head[:1024] and not textual(media_type)):
         found.add("pdf")
     if is_zip(head):
         found.add("zip")
@@ -68,8 +77,9 @@ class Inspector:
             head += chunk
         if sniffed is None:
             sniffed = await anyio.to_thread.run_sync(sniff, head)
-        wanted = kinds(declared_type.split(";")[0].strip().lower(), head)
-        wanted |= kinds(sniffed.media_type, head)
+        wanted = kinds(sniffed.media_type, head)
+        declared = declared_type.split(";")[0].strip().lower()
+        wanted |= kinds(declared, head if not textual(sniffed.media_type) else b"")
         if not wanted:
             return
         if staged.path is not None:
