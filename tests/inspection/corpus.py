@@ -10,6 +10,7 @@ import struct
 import zipfile
 import zlib
 
+from tests.inspection.ole import compound_file
 from tests.security import samples
 
 
@@ -164,6 +165,13 @@ CORPUS: list[tuple[str, bytes, bytes, str, str]] = [
         zip_bytes(*DOCX_PARTS, ("word/vbaProject.bin", b"\xd0\xcf\x11\xe0")),
         zip_bytes(*DOCX_PARTS),
         "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "office-macros",
+    ),
+    (
+        "doc-vba",
+        compound_file(macros=True),
+        compound_file(macros=False),
+        "application/msword",
         "office-macros",
     ),
     ("png-huge", png(60000, 60000), png(100, 100), "image/png", "image-pixels"),

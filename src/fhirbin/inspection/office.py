@@ -2,12 +2,15 @@
 
 OOXML and OpenDocument files are ZIPs; their macro parts are found by name in archives.py. The
 older binary formats (.doc, .xls, .ppt) keep macros in OLE storages, which oletools' olevba
-finds (it reads the storage directory, not the whole file into memory).
+finds (it reads the storage directory, not the whole file into memory). oletools is imported
+at the first OLE upload: its import takes a moment that a server without such uploads need not
+pay.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 from fhirbin.inspection.rules import Finding
@@ -24,7 +27,9 @@ def is_ole(head: bytes) -> bool:
 
 def check_ole(path: Path) -> Finding | None:
     """A finding when the OLE file at ``path`` holds VBA or XLM macros."""
-    from oletools.olevba import VBA_Parser
+    with warnings.catch_warnings():  # olevba's grammar uses pyparsing's deprecated names
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from oletools.olevba import VBA_Parser
 
     try:
         parser = VBA_Parser(str(path))
