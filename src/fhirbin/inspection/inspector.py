@@ -125,7 +125,14 @@ class Inspector:
         if "html" in wanted:
             checks.append(lambda: check_html(path, allowed))
         for run in checks:
-            finding = run()
+            try:
+                finding = run()
+            except Exception:  # a parser failing in a way its check did not foresee
+                # Fail closed: content that crashes an inspecting parser may crash a viewer too.
+                log.exception("inspection failed", kinds=sorted(wanted))
+                if "inspection-failed" in allowed:
+                    continue
+                return Finding("inspection-failed", "The content could not be inspected.")
             if finding is not None:
                 return finding
         return None

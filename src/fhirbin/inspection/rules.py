@@ -29,6 +29,8 @@ RULES: dict[str, str] = {
     "markup-embedding": "frames and embedded objects (<iframe>, <object>, <embed>, "
     "<foreignObject> with active content)",
     "markup-dtd": "an XML internal DTD subset or entity declaration",
+    "inspection-failed": "content whose inspection failed unexpectedly (a parser error the "
+    "check does not handle); logged with the error",
 }
 
 
