@@ -26,6 +26,8 @@ from fhirbin.auth.revocation import ClientStatusCache
 from fhirbin.auth.tokens import TokenIssuer, TokenVerifier
 from fhirbin.config import Settings, SettingsError
 from fhirbin.faults import DependencyUnavailable, OutOfSpace
+from fhirbin.inspection.inspector import Inspector
+from fhirbin.inspection.rules import Limits, parse_rules
 from fhirbin.metadata.base import MetadataStore, SigningKeyRecord
 from fhirbin.metadata.sql import SqlMetadataStore
 from fhirbin.providers.assertion_verifier import ClientAssertions
@@ -109,6 +111,26 @@ def build_screener(settings: Settings) -> Screener | None:
         fail_open=settings.clamav_fail_open,
         timeout=float(settings.clamav_timeout),
     )
+
+
+def build_inspector(settings: Settings) -> Inspector | None:
+    """The deep inspection FHIRBIN_INSPECT asks for (None when off); an unknown rule in
+    FHIRBIN_INSPECT_ALLOW is a SettingsError at start-up."""
+    if settings.inspect == "off":
+        return None
+    try:
+        allowed = parse_rules(settings.inspect_allow, "FHIRBIN_INSPECT_ALLOW")
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    check_libmagic()
+    limits = Limits(
+        zip_max_expanded=settings.inspect_zip_max_expanded,
+        zip_max_ratio=settings.inspect_zip_max_ratio,
+        zip_max_depth=settings.inspect_zip_max_depth,
+        max_pixels=settings.inspect_max_pixels,
+        allowed=allowed,
+    )
+    return Inspector(limits, spool_dir=settings.data_dir / "tmp")
 
 
 def uses_embedded_catalogue(settings: Settings) -> bool:
@@ -292,6 +314,7 @@ async def open_runtime(
             catalogue,
             max_size=settings.max_binary_size,
             screener=build_screener(settings),
+            inspector=build_inspector(settings),
         )
 
         async def active(client_id: str) -> bool:

@@ -39,9 +39,9 @@ from fhirbin.scanning.clamd import (
     InstreamScan,
 )
 from fhirbin.security.policy import TypePolicy
-from fhirbin.security.sniff import SNIFF_BYTES, sniff
+from fhirbin.security.sniff import SNIFF_BYTES, SniffRecord, sniff
 
-ScreenerFunc = Callable[[str, AsyncIterable[bytes]], AsyncIterator[bytes]]
+ScreenerFunc = Callable[[str, AsyncIterable[bytes], SniffRecord], AsyncIterator[bytes]]
 
 #: Seconds a client is asked to wait (Retry-After) when the virus scanner is unavailable.
 RETRY_AFTER = 10
@@ -59,7 +59,10 @@ class Screener:
     timeout: float = 30.0
 
     async def __call__(
-        self, declared_type: str, chunks: AsyncIterable[bytes]
+        self,
+        declared_type: str,
+        chunks: AsyncIterable[bytes],
+        record: SniffRecord | None = None,
     ) -> AsyncIterator[bytes]:
         self.policy.check_declared(declared_type)
         iterator = aiter(chunks)
@@ -73,6 +76,8 @@ class Screener:
                 head.append(chunk)
                 size += len(chunk)
             found = await asyncio.to_thread(sniff, b"".join(head)[:SNIFF_BYTES])
+            if record is not None:  # for the inspection after staging (service.Inspector)
+                record.found = found
             self.policy.check_content(declared_type, found)
         scan = await self._open_scan()
         try:
