@@ -45,6 +45,8 @@ clean:
 ##   make bench BENCH_ARGS="--duration 2 --size 64M --json-size 16M --runs 2"
 .PHONY: bench
 BENCH_ARGS ?=
+INSPECT_BENCH_ARGS ?=
 bench: $(STAMP)
 	bench/setup.sh $(VENV)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	PYTHONPATH=. $(BIN)/python bench/inspection.py $(INSPECT_BENCH_ARGS) | tee bench/results/inspection-latest.md
