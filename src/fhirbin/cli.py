@@ -743,7 +743,11 @@ def import_command(
 ) -> None:
     """Store FOLDER: an export keeps its ids (update-as-create); any other folder of files gets
     new ids, recorded in FOLDER/fhirbin-import.ndjson. Running it again stores nothing new."""
-    total = sum(path.stat().st_size for path, _ in transfer.plan_import(folder))
+    try:
+        plan = transfer.plan_import(folder)
+    except transfer.TransferError as exc:
+        raise click.ClickException(str(exc)) from None
+    total = sum(path.stat().st_size for path, _ in plan if path.is_file())
     with _session(server, client_id, client_secret) as session, _meter("import", total) as meter:
         outcome = transfer.import_folder(
             session, folder, jobs=jobs, content_type=content_type,

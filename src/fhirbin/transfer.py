@@ -300,7 +300,7 @@ class Session:
                         self._ok(response, f"Binary/{binary_id}")
                     digest = hashlib.sha256()
                     size = 0
-                    for chunk in response.iter_raw(CHUNK):
+                    for chunk in response.iter_bytes(CHUNK):
                         sink.write(chunk)
                         digest.update(chunk)
                         size += len(chunk)
@@ -470,11 +470,15 @@ def is_export(folder: Path) -> bool:
 def plan_import(folder: Path) -> list[tuple[Path, dict[str, Any] | None]]:
     """The files an import would send, each with its export entry (None: a plain file)."""
     if is_export(folder):
-        return [
-            (folder / entry["file"], entry)
-            for entry in read_manifest(folder / MANIFEST).values()
-            if entry.get("file")
-        ]
+        inside = folder.resolve()
+        plan: list[tuple[Path, dict[str, Any] | None]] = []
+        for entry in read_manifest(folder / MANIFEST).values():
+            path = folder / str(entry.get("file") or "")
+            # A manifest names files inside its folder only: never ../ or an absolute path.
+            if not entry.get("file") or not path.resolve().is_relative_to(inside):
+                raise TransferError(f"{folder / MANIFEST}: bad file entry {entry.get('file')!r}")
+            plan.append((path, entry))
+        return plan
     files = sorted(
         path
         for path in folder.rglob("*")
@@ -540,6 +544,8 @@ def _import_one(
 ) -> dict[str, Any] | None:
     """One file: None when it is already there, else its manifest entry."""
     relative = path.relative_to(folder).as_posix()
+    if not path.is_file():
+        raise TransferError(f"{path}: no such file")
     if entry is None:
         sha256 = _sha256(path)
         before = recorded.get(relative)
