@@ -14,7 +14,9 @@ from fhirbin.api.app import create_app
 from fhirbin.config import Settings
 from fhirbin.metadata.base import AuditQuery
 from tests.api.conftest import BACKENDS, TokenFactory
+from tests.api.test_api_patient_access import FakeIdentity
 from tests.api.test_api_versions import post, put
+from tests.support import runtime_of, swap_runtime
 
 pytestmark = pytest.mark.anyio
 
@@ -136,3 +138,25 @@ async def test_switched_off_it_is_403_and_nothing_changes(
     assert "FHIRBIN_ALLOW_EXPUNGE" in outcome["issue"][0]["diagnostics"]
     assert (await client.get(f"/fhir/Binary/{binary_id}", headers=auth)).content == b"still here"
     assert await stored(app, b"still here")
+
+
+async def test_a_patient_token_expunges_only_what_was_always_its_patients(
+    app: Starlette, client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    fake = FakeIdentity(runtime_of(app).authenticator)
+    swap_runtime(app, authenticator=fake)
+    fake.add("p1", "patient/Binary.cruds", "1")
+    patient = {"Authorization": "Bearer p1"}
+    mine = await post(client, {**auth, "X-Security-Context": "Patient/1"}, b"mine")
+    moved = await post(client, {**auth, "X-Security-Context": "Patient/2"}, b"moved")
+    retagged = await put(client, auth, moved, b"moved", **{"X-Security-Context": "Patient/1"})
+    assert retagged.status_code == 200
+    theirs = await post(client, {**auth, "X-Security-Context": "Patient/2"}, b"theirs")
+
+    assert (await expunge(client, patient, theirs)).status_code == 404
+    refused = await expunge(client, patient, moved)
+    assert refused.status_code == 403
+    assert "another patient" in refused.json()["issue"][0]["diagnostics"]
+    assert (await client.get(f"/fhir/Binary/{moved}/_history/1", headers=auth)).status_code == 200
+    assert (await expunge(client, patient, mine)).status_code == 200
+    assert (await client.get(f"/fhir/Binary/{mine}", headers=auth)).status_code == 404

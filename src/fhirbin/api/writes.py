@@ -16,7 +16,13 @@ from fhirbin.api.access import Access, authorize
 from fhirbin.api.audit import expunge_audit, write_audit
 from fhirbin.api.render import binary_response, pretty, resource_response
 from fhirbin.api.requests import body_chunks, content_length, read_body, runtime, spool_body
-from fhirbin.errors import BadRequest, NotFound, OperationDisabled, PayloadTooLarge
+from fhirbin.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    OperationDisabled,
+    PayloadTooLarge,
+)
 from fhirbin.fhir.binary import binary_summary_json, etag, http_date
 from fhirbin.fhir.binary_parse import ParsedBinary
 from fhirbin.fhir.binary_stream import CHUNK, StreamedData, data_chunks, parse_binary_json_file
@@ -305,7 +311,11 @@ async def _check_every_version(service: BinaryService, access: Access, binary_id
     while True:
         page = await service.catalogue.history(query)
         for version in page:
-            access.hide(binary_id, version.security_context)
+            if not access.may_see(version.security_context):
+                raise Forbidden(
+                    f"An earlier version of Binary/{binary_id} belongs to another patient: "
+                    "this token may not expunge it."
+                )
         if len(page) < _CHECK_PAGE:
             return
         last = page[-1]
