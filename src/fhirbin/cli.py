@@ -716,10 +716,10 @@ def export_command(
         click.echo(json.dumps(entry) if as_json else f"{entry['id']}\t{entry['size']}")
     click.echo(
         f"exported {len(outcome.done)} Binaries, {outcome.skipped} were there already, "
-        f"{len(outcome.failures or [])} failed",
+        f"{len(outcome.failures)} failed",
         err=True,
     )
-    _failed(outcome.failures or [])
+    _failed(outcome.failures)
     sys.exit(outcome.exit_code)
 
 
@@ -757,10 +757,10 @@ def import_command(
         click.echo(json.dumps(entry) if as_json else f"{entry['file']}\t{entry['id']}")
     click.echo(
         f"imported {len(outcome.done)} files, {outcome.skipped} were there already, "
-        f"{len(outcome.failures or [])} failed",
+        f"{len(outcome.failures)} failed",
         err=True,
     )
-    _failed(outcome.failures or [])
+    _failed(outcome.failures)
     sys.exit(outcome.exit_code)
 
 

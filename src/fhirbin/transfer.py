@@ -28,9 +28,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, Final, Protocol
 
 import httpx
 
@@ -58,6 +58,12 @@ Meter = Callable[[int], None]
 
 def _nothing(_: int) -> None:
     return None
+
+
+class Sink(Protocol):
+    """Where downloaded bytes go: a file opened for writing, standard output, a hasher."""
+
+    def write(self, data: bytes, /) -> int: ...
 
 
 class TransferError(Exception):
@@ -282,7 +288,7 @@ class Session:
     # Downloads.
 
     def get(
-        self, binary_id: str, sink: BinaryIO, *, version: int | None = None,
+        self, binary_id: str, sink: Sink, *, version: int | None = None,
         meter: Meter = _nothing,
     ) -> Stored:  # fmt: skip
         """Stream a Binary's native bytes (the current version, or ``version``) into ``sink``."""
@@ -363,9 +369,9 @@ class Session:
 class Outcome:
     """What a bulk command did: lines for the user, and the failures."""
 
-    done: list[dict[str, Any]]
+    done: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0
-    failures: list[str] | None = None
+    failures: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -416,7 +422,7 @@ def export(
     manifest = folder / MANIFEST
     known = read_manifest(manifest)
     appender = _Appender(manifest)
-    outcome = Outcome(done=[], failures=[])
+    outcome = Outcome()
     for listed in session.listing():
         if announce is not None:
             announce(listed)
@@ -439,7 +445,6 @@ def export(
             partial.unlink(missing_ok=True)
             if exc.exit_code != EXIT_FAILED:
                 raise
-            assert outcome.failures is not None
             outcome.failures.append(str(exc))
             continue
         entry = Stored(
@@ -502,7 +507,7 @@ def import_folder(
     journal = folder / IMPORTED
     recorded = {} if is_export(folder) else read_manifest(journal, "file")
     appender = _Appender(journal)
-    outcome = Outcome(done=[], failures=[])
+    outcome = Outcome()
     lock = threading.Lock()
 
     def one(path: Path, entry: dict[str, Any] | None) -> None:
@@ -513,7 +518,6 @@ def import_folder(
             if exc.exit_code != EXIT_FAILED:
                 raise
             with lock:
-                assert outcome.failures is not None
                 outcome.failures.append(str(exc))
             return
         with lock:
@@ -571,7 +575,7 @@ def _same_content(session: Session, binary_id: str, path: Path, entry: dict[str,
     if current is None or current[1] != path.stat().st_size:
         return False
     sink = _Hashing()
-    session.get(binary_id, sink)  # type: ignore[arg-type]
+    session.get(binary_id, sink)
     return sink.hexdigest() == (entry.get("sha256") or _sha256(path))
 
 
