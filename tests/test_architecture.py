@@ -74,10 +74,12 @@ FORBIDDEN = {
     "auditlog": {"api", "service", "cli", "runtime"},
     "maintenance": {"api", "cli", "runtime"},
     "runtime": {"api", "cli"},
+    # the transfer client talks HTTP to a server; it never touches the stores itself
+    "transfer": {"api", "service", "storage", "metadata", "cli", "runtime", "maintenance"},
 }
 WEB = ("starlette", "granian", "httpx")
 #: providers fetch JWK Sets and asks introspection endpoints: the HTTP client, never the server.
-HTTP_CLIENT = {"providers": ("httpx",), "runtime": ("httpx",)}
+HTTP_CLIENT = {"providers": ("httpx",), "runtime": ("httpx",), "transfer": ("httpx",)}
 
 
 def imports_of(path: Path) -> set[str]:

@@ -1,4 +1,5 @@
-"""The ``fhirbin`` command: serve, client, keys, migrate, gc, verify, copy-deployment, config-docs.
+"""The ``fhirbin`` command: serve, client, keys, migrate, gc, verify, copy-deployment, put, get,
+export, import, config-docs.
 
 The only module that reads the environment: settings come from the one table in config.py,
 ``FHIRBIN_<NAME>`` variables first, then flags. ``serve`` runs granian with the ASGI interface;
@@ -15,7 +16,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import structlog
 from rich.console import Console
 from rich.table import Table
 
-from fhirbin import __version__
+from fhirbin import __version__, transfer
 from fhirbin.auth.clients import hash_secret, new_client_id, new_client_secret
 from fhirbin.auth.jwks import JwksError, parse_jwks_text, validate_jwks_url
 from fhirbin.auth.scopes import idle_scopes, validate_registration_scope
@@ -574,6 +575,194 @@ def copy_deployment(
     counts, (copied, skipped) = asyncio.run(work())
     summary = ", ".join(f"{count} {kind}" for kind, count in counts.items())
     click.echo(f"copied {copied} contents ({skipped} were there already); catalogue: {summary}")
+
+
+# --- moving data over HTTP: put, get, export, import (transfer.py) --------------------------
+
+
+def _server_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--server, --client-id and --client-secret, each also from its FHIRBIN_* variable."""
+    for flag, env, what in reversed(
+        [
+            ("--server", "FHIRBIN_SERVER", "The FHIR base URL, e.g. https://host/fhir."),
+            ("--client-id", "FHIRBIN_CLIENT_ID", "The client's id (client_credentials)."),
+            ("--client-secret", "FHIRBIN_CLIENT_SECRET", "The client's secret."),
+        ]
+    ):
+        func = click.option(
+            flag, envvar=env, required=True, show_envvar=True, help=f"{what} [env: {env}]"
+        )(func)
+    return func
+
+
+@contextlib.contextmanager
+def _session(server: str, client_id: str, client_secret: str) -> Iterator[transfer.Session]:
+    """A transfer session; a failure that ends the command exits with its code."""
+    try:
+        with transfer.Session(server, client_id, client_secret) as session:
+            yield session
+    except transfer.TransferError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+@contextlib.contextmanager
+def _meter(label: str, total: int | None) -> Iterator[transfer.Meter]:
+    """A rich progress bar (bytes, bytes/s, ETA) on a terminal's standard error; else nothing."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield lambda _: None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn(), TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda moved: progress.advance(task, moved)
+
+
+def _failed(failures: list[str]) -> None:
+    for failure in failures:
+        click.echo(f"Error: {failure}", err=True)
+
+
+@cli.command("put")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--type", "content_type", help="The content type (default: guessed per file).")
+@click.option("--security-context", help="The securityContext reference, e.g. Patient/123.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@_server_options
+def put_command(
+    files: tuple[Path, ...],
+    content_type: str | None,
+    security_context: str | None,
+    as_json: bool,
+    server: str,
+    client_id: str,
+    client_secret: str,
+) -> None:
+    """Store each FILE as a new Binary and print its id (exit 1 if any was refused)."""
+    failures: list[str] = []
+    total = sum(path.stat().st_size for path in files)
+    with _session(server, client_id, client_secret) as session, _meter("put", total) as meter:
+        for path in files:
+            try:
+                stored = session.put(path, content_type, security_context, meter=meter)
+            except transfer.TransferError as exc:
+                if exc.exit_code != transfer.EXIT_FAILED:
+                    raise
+                failures.append(str(exc))
+                continue
+            if as_json:
+                click.echo(json.dumps(stored.manifest(file=str(path))))
+            else:
+                click.echo(stored.id)
+    _failed(failures)
+    sys.exit(transfer.EXIT_FAILED if failures else transfer.EXIT_OK)
+
+
+@cli.command("get")
+@click.argument("binary_id", metavar="ID")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file (default: standard output).",
+)  # fmt: skip
+@click.option("--version", "version", type=click.IntRange(min=1), help="A past version.")
+@_server_options
+def get_command(
+    binary_id: str,
+    output: Path | None,
+    version: int | None,
+    server: str,
+    client_id: str,
+    client_secret: str,
+) -> None:
+    """Write a Binary's content (its native bytes) to FILE or standard output."""
+    with _session(server, client_id, client_secret) as session:
+        if output is None:
+            session.get(binary_id, sys.stdout.buffer, version=version)
+            sys.stdout.buffer.flush()
+            return
+        partial = output.with_name(output.name + ".part")
+        try:
+            with _meter(binary_id, None) as meter, partial.open("wb") as sink:
+                session.get(binary_id, sink, version=version, meter=meter)
+            partial.replace(output)
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+@cli.command("export")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per exported Binary.")
+@_server_options
+def export_command(
+    folder: Path, as_json: bool, server: str, client_id: str, client_secret: str
+) -> None:
+    """Every current Binary into FOLDER: content/<id> and manifest.ndjson; run it again to
+    resume (what is there already is skipped)."""
+    with _session(server, client_id, client_secret) as session, _meter("export", None) as meter:
+        outcome = transfer.export(session, folder, meter=meter)
+    for entry in outcome.done:
+        click.echo(json.dumps(entry) if as_json else f"{entry['id']}\t{entry['size']}")
+    click.echo(
+        f"exported {len(outcome.done)} Binaries, {outcome.skipped} were there already, "
+        f"{len(outcome.failures)} failed",
+        err=True,
+    )
+    _failed(outcome.failures)
+    sys.exit(outcome.exit_code)
+
+
+@cli.command("import")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--jobs", type=click.IntRange(min=1, max=64), default=4, show_default=True,
+              help="Transfers in parallel.")  # fmt: skip
+@click.option("--type", "content_type", help="Content type of plain files (default: guessed).")
+@click.option("--security-context", help="securityContext of plain files, e.g. Patient/123.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per stored Binary.")
+@_server_options
+def import_command(
+    folder: Path,
+    jobs: int,
+    content_type: str | None,
+    security_context: str | None,
+    as_json: bool,
+    server: str,
+    client_id: str,
+    client_secret: str,
+) -> None:
+    """Store FOLDER: an export keeps its ids (update-as-create); any other folder of files gets
+    new ids, recorded in FOLDER/fhirbin-import.ndjson. Running it again stores nothing new."""
+    try:
+        plan = transfer.plan_import(folder)
+    except transfer.TransferError as exc:
+        raise click.ClickException(str(exc)) from None
+    total = sum(path.stat().st_size for path, _ in plan if path.is_file())
+    with _session(server, client_id, client_secret) as session, _meter("import", total) as meter:
+        outcome = transfer.import_folder(
+            session, folder, jobs=jobs, content_type=content_type,
+            security_context=security_context, meter=meter,
+        )  # fmt: skip
+    for entry in sorted(outcome.done, key=lambda e: str(e["file"])):
+        click.echo(json.dumps(entry) if as_json else f"{entry['file']}\t{entry['id']}")
+    click.echo(
+        f"imported {len(outcome.done)} files, {outcome.skipped} were there already, "
+        f"{len(outcome.failures)} failed",
+        err=True,
+    )
+    _failed(outcome.failures)
+    sys.exit(outcome.exit_code)
 
 
 @cli.command("config-docs")

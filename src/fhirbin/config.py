@@ -205,6 +205,13 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "Refuse writes that name no securityContext (X-Security-Context or the body's).",
     ),
+    Setting(
+        "allow_expunge",
+        bool,
+        False,
+        "Allow POST [base]/Binary/[id]/$expunge (delete scope): erases every version of a "
+        "Binary and its content for good. Off: 403.",
+    ),
     # --- content screening ---
     Setting(
         "clamav",
@@ -349,6 +356,7 @@ class Settings:
     introspection_client_secret: str
     introspection_cache_ttl: int
     require_security_context: bool
+    allow_expunge: bool
     clamav: str
     clamav_fail_open: bool
     clamav_timeout: int

@@ -4,6 +4,7 @@
     ├── BadRequest                400 invalid
     ├── Unauthorized              401 login   (WWW-Authenticate: Bearer, RFC 6750 §3)
     ├── Forbidden                 403 forbidden (insufficient_scope)
+    ├── OperationDisabled         403 forbidden (switched off on this server; no challenge)
     ├── NotFound                  404 not-found
     │   └── HiddenByPolicy        404 (exists, but not for this caller; audited as such)
     ├── MethodNotAllowed          405 not-supported
@@ -85,6 +86,14 @@ class Forbidden(FhirbinError):
         super().__init__(
             diagnostics, expression="http.Authorization", headers={"WWW-Authenticate": challenge}
         )
+
+
+class OperationDisabled(FhirbinError):
+    """403: an operation this server's configuration switches off (e.g. $expunge without
+    FHIRBIN_ALLOW_EXPUNGE); no token would help, so no WWW-Authenticate challenge."""
+
+    status = 403
+    code = "forbidden"
 
 
 class NotFound(FhirbinError):

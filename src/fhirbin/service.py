@@ -21,6 +21,7 @@ from fhirbin.metadata.base import (
     AuditRecord,
     BinaryVersion,
     CatalogueQuery,
+    Expunged,
     HistoryQuery,
     MetadataStore,
     VersionConflict,
@@ -191,7 +192,13 @@ class BinaryService:
             nonlocal current, created
             pause = _FIRST_PAUSE
             while True:
-                number = current.version + 1 if current else 1
+                # After an expunge, numbering goes on from the highest number the id had
+                # (docs/decisions.md#expunge): an (id, version) pair never names other bytes.
+                number = (
+                    current.version + 1
+                    if current
+                    else await self.catalogue.last_expunged(binary_id) + 1
+                )
                 version = self._version(binary_id, number, content_type, security_context, blob)
                 try:
                     await self.catalogue.add_version(version, audit(version) if audit else None)
@@ -242,6 +249,18 @@ class BinaryService:
             await _backoff(_FIRST_PAUSE)
             return await self.delete(binary_id, audit=audit)
         return marker
+
+    async def expunge(self, binary_id: str, audit: AuditRecord | None = None) -> Expunged | None:
+        """$expunge: every version of ``binary_id`` removed from the catalogue (with ``audit``
+        in the same transaction), then each content no remaining version names removed from the
+        store; None when the id has no versions (docs/decisions.md#expunge)."""
+        gone = await self.catalogue.expunge(binary_id, audit)
+        if gone is None:
+            return None
+        unused = gone.contents - await self.catalogue.referenced(gone.contents)
+        for key in sorted(unused):
+            await self.blobs.delete(key)
+        return gone
 
     def _version(
         self,

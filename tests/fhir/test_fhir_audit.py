@@ -76,6 +76,7 @@ class Facts:
         ("GET", "/binary/abc", Interaction("E", "operation")),
         ("GET", "/Binary/$meta", Interaction("E", "operation")),
         ("POST", "/Binary/abc", Interaction("E", "operation", "Binary/abc")),
+        ("POST", "/Binary/abc/$expunge", Interaction("E", "operation", "Binary/abc")),
         ("GET", "/Binary/abc/_history/1/more", Interaction("E", "operation")),
         ("PUT", "/Binary", Interaction("E", "operation")),
         ("GET", "/" + "A" * 60, Interaction("E", "operation")),

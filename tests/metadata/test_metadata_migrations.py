@@ -126,6 +126,7 @@ ORDERED_COLUMNS = [
     ("binary_version", "id"),
     ("binary_version", "sha256"),
     ("client", "client_id"),
+    ("expunged", "id"),
     ("signing_key", "kid"),
 ]
 

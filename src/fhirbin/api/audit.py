@@ -75,6 +75,7 @@ __all__ = [
     "AuditLog",
     "AuditMiddleware",
     "audit_log",
+    "expunge_audit",
     "note_refusal",
     "read",
     "search",
@@ -314,6 +315,28 @@ def write_audit(scope: Scope, subtype: str) -> AuditFor:
         )
 
     return build
+
+
+def expunge_audit(scope: Scope, binary_id: str) -> AuditRecord:
+    """The record of a $expunge, stored in the expunge's own transaction: a deletion (D) by
+    the FHIR ``operation`` interaction, naming the Binary but no version (none remains)."""
+    note: dict[str, Any] = scope.setdefault(AUDIT_KEY, {})
+    note["audited"] = True
+    claims: AccessClaims | None = scope.get(CLAIMS_KEY)
+    return AuditRecord(
+        id=str(uuid.uuid4()),
+        recorded=datetime.now(UTC),
+        action="D",
+        subtype="operation",
+        outcome="0",
+        status=200,
+        client_id=claims.client_id if claims is not None else None,
+        subject=claims.subject if claims is not None else None,
+        source=_peer(scope),
+        entity=f"Binary/{binary_id}",
+        request_id=scope.get(REQUEST_ID_KEY),
+        patient=claims.patient if claims is not None else None,
+    )
 
 
 # --- GET [base]/AuditEvent ------------------------------------------------------------------

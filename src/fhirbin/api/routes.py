@@ -55,6 +55,7 @@ def routes() -> list[BaseRoute]:
         route("/fhir/Binary/", GET=searches.search, POST=writes.create),
         route("/fhir/Binary/{id}/_history", GET=searches.history),
         route("/fhir/Binary/{id}/_history/{vid}", GET=reads.vread),
+        route("/fhir/Binary/{id}/$expunge", POST=writes.expunge),
         route("/fhir/AuditEvent", GET=audit.search),
         route("/fhir/AuditEvent/{id}", GET=audit.read),
     ]

@@ -1,10 +1,10 @@
-"""create, update and delete: parse the body, call the service, answer per ``Prefer``."""
+"""create, update, delete and $expunge: parse the body, call the service, answer per ``Prefer``."""
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import BinaryIO
 
@@ -13,14 +13,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhirbin.api.access import Access, authorize
-from fhirbin.api.audit import write_audit
+from fhirbin.api.audit import expunge_audit, write_audit
 from fhirbin.api.render import binary_response, pretty, resource_response
 from fhirbin.api.requests import body_chunks, content_length, read_body, runtime, spool_body
-from fhirbin.errors import BadRequest, PayloadTooLarge
+from fhirbin.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    OperationDisabled,
+    PayloadTooLarge,
+)
 from fhirbin.fhir.binary import binary_summary_json, etag, http_date
 from fhirbin.fhir.binary_parse import ParsedBinary
 from fhirbin.fhir.binary_stream import CHUNK, StreamedData, data_chunks, parse_binary_json_file
 from fhirbin.fhir.conditional import if_match_ok
+from fhirbin.fhir.dates import datetime_to_us
 from fhirbin.fhir.ids import check_id, check_writable_id
 from fhirbin.fhir.negotiate import (
     Representation,
@@ -34,7 +41,7 @@ from fhirbin.fhir.outcome import operation_outcome
 from fhirbin.fhir.prefer import Return, prefer_return
 from fhirbin.fhir.references import security_context_header
 from fhirbin.fhir.xml_parse import parse_binary_xml
-from fhirbin.metadata.base import BinaryVersion
+from fhirbin.metadata.base import BinaryVersion, HistoryQuery, Keyset
 from fhirbin.service import BinaryService, too_large
 
 _NO_SNIFF = {"X-Content-Type-Options": "nosniff"}
@@ -263,6 +270,58 @@ async def delete(request: Request) -> Response:
         access.hide(binary_id, current.security_context)
     await service.delete(binary_id, precondition, audit=write_audit(request.scope, "delete"))
     return Response(status_code=204)
+
+
+#: Versions read per page when a patient-bound token's right to expunge is checked.
+_CHECK_PAGE = 1000
+
+
+async def expunge(request: Request) -> Response:
+    """POST [base]/Binary/[id]/$expunge — every version and its content erased for good, when
+    FHIRBIN_ALLOW_EXPUNGE is on (docs/decisions.md#expunge): 200 with a Parameters resource
+    (``count``: the versions removed); 404 for an id with no versions."""
+    access = authorize(request, "d")
+    binary_id = check_id(request.path_params["id"])
+    rt = runtime(request)
+    if not rt.settings.allow_expunge:
+        raise OperationDisabled(
+            "$expunge is switched off on this server (FHIRBIN_ALLOW_EXPUNGE); nothing changed."
+        )
+    service = rt.service
+    current = await service.catalogue.current(binary_id)
+    if current is None:
+        raise NotFound(f"Binary/{binary_id} is not known to this server.")
+    access.hide(binary_id, current.security_context)
+    if access.patient is not None:
+        # A patient-bound token erases only what was always its patient's, every version.
+        await _check_every_version(service, access, binary_id)
+    gone = await service.expunge(binary_id, expunge_audit(request.scope, binary_id))
+    if gone is None:
+        raise NotFound(f"Binary/{binary_id} is not known to this server.")
+    fmt = fhir_format(request.query_params.get("_format"), request.headers.get("accept"))
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "count", "valueInteger": gone.versions}],
+    }
+    return resource_response(parameters, fmt, pretty=pretty(request))
+
+
+async def _check_every_version(service: BinaryService, access: Access, binary_id: str) -> None:
+    query = HistoryQuery(binary_id=binary_id, limit=_CHECK_PAGE)
+    while True:
+        page = await service.catalogue.history(query)
+        for version in page:
+            if not access.may_see(version.security_context):
+                raise Forbidden(
+                    f"An earlier version of Binary/{binary_id} belongs to another patient: "
+                    "this token may not expunge it."
+                )
+        if len(page) < _CHECK_PAGE:
+            return
+        last = page[-1]
+        query = replace(
+            query, after=Keyset(datetime_to_us(last.last_updated), last.id, last.version)
+        )
 
 
 def _written(

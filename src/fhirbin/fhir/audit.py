@@ -181,7 +181,8 @@ def classify(method: str, path: str) -> Interaction:
     R4 http.html's URL patterns: ``[type]`` (search-type, create), ``[type]/_search``,
     ``[type]/_history`` (history-type), ``[type]/[id]`` (read, update, patch, delete),
     ``[type]/[id]/_history`` (history-instance), ``[type]/[id]/_history/[vid]`` (vread); the
-    token endpoint is ``login``; anything else is ``operation``. ``entity`` is ``Type/id`` only
+    token endpoint is ``login``; anything else is ``operation`` (with its entity for an instance
+    operation, ``[type]/[id]/$name``). ``entity`` is ``Type/id`` only
     when both are well-formed (a malformed id is never stored).
     """
     parts = [part for part in path.split("/") if part]
@@ -207,6 +208,9 @@ def classify(method: str, path: str) -> Interaction:
         by_method = {"PUT": ("U", "update"), "PATCH": ("U", "patch"), "DELETE": ("D", "delete")}
         action, subtype = ("R", "read") if reading else by_method.get(method, ("E", "operation"))
         return Interaction(action, subtype, entity)
+    if len(rest) == 2 and rest[1].startswith("$"):
+        # An instance operation ($expunge): the entity is known even when it is refused.
+        return Interaction("E", "operation", entity)
     if rest[1] != "_history" or not reading:
         return _OTHER
     if len(rest) == 2:

@@ -177,6 +177,16 @@ class ContentRef:
     binary_ids: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Expunged:
+    """What ``MetadataStore.expunge`` removed: how many versions, the highest version number
+    (numbering continues after it), and the contents (sha256) the removed versions named."""
+
+    versions: int
+    last_version: int
+    contents: frozenset[str]
+
+
 class VersionConflict(Exception):
     """Another writer already added that version of that id."""
 
@@ -193,6 +203,16 @@ class MetadataStore(Protocol):
     async def add_version(self, version: BinaryVersion, audit: AuditRecord | None = None) -> None:
         """Insert one version row, and its audit record in the same transaction; raises
         VersionConflict if (id, version) exists (and then stores neither)."""
+        ...
+
+    async def expunge(self, binary_id: str, audit: AuditRecord | None = None) -> Expunged | None:
+        """Remove every version of an id (deletion markers included) and remember the highest
+        version number it had (``last_expunged``), storing ``audit`` in the same transaction;
+        None (and nothing stored) when the id has no versions."""
+        ...
+
+    async def last_expunged(self, binary_id: str) -> int:
+        """The highest version number an id had when it was last expunged; 0 if never."""
         ...
 
     async def current(self, binary_id: str) -> BinaryVersion | None:

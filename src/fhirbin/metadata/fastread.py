@@ -10,8 +10,8 @@ process for this query alone, used only from the event loop's thread: in WAL mod
 never wait for writers, and a committed write by any process is visible to the next read.
 
 Reads are also remembered per process, keyed by id, until the catalogue changes: every
-committed version write (``SqliteMetadataStore.add_version`` and ``import_versions``, the only
-writers of versions) then
+committed version write (``SqliteMetadataStore.add_version``, ``expunge`` and
+``import_versions``, the only writers of versions) then
 rewrites a shared 8-byte word (:class:`ChangeSignal`, a memory-mapped file next to the
 database) with a fresh random value, and a reader that finds the word changed forgets all it
 remembered. Reading the word is a memory load, so a hot read asks SQLite nothing: measured,

@@ -162,3 +162,14 @@ catalogue_once = Table(
     Column("name", String(64), nullable=False),
     PrimaryKeyConstraint("name"),
 )
+
+# Ids whose versions were all erased by $expunge (migration 0008), with the highest version
+# number they had: numbering continues after it, so an (id, version) pair never names two
+# different contents (docs/decisions.md#expunge).
+expunged = Table(
+    "expunged",
+    metadata,
+    Column("id", _ordered_id(64), nullable=False),
+    Column("last_version", Integer, nullable=False),
+    PrimaryKeyConstraint("id"),
+)

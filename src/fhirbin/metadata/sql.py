@@ -37,6 +37,7 @@ from fhirbin.metadata.base import (
     Client,
     ClientExists,
     ContentRef,
+    Expunged,
     HistoryQuery,
     KeyExists,
     SigningKeyRecord,
@@ -65,6 +66,7 @@ from fhirbin.metadata.schema import (
     binary_version,
     catalogue_once,
     client,
+    expunged,
     signing_key,
 )
 from fhirbin.metadata.times import from_micros, to_micros
@@ -207,6 +209,48 @@ class SqlMetadataStore:
             if await self._has_version(version.id, version.version):
                 raise VersionConflict(f"{version.id} version {version.version} exists") from error
             raise
+
+    async def expunge(self, binary_id: str, audit: AuditRecord | None = None) -> Expunged | None:
+        rows = binary_version.c
+        listed = select(rows.version, rows.sha256).where(rows.id == binary_id)
+        mark = select(expunged.c.last_version).where(expunged.c.id == binary_id)
+        for attempt in (1, 2):
+            try:
+                async with self._write() as connection:
+                    found = (await connection.execute(listed)).all()
+                    if not found:
+                        return None
+                    # Only the versions seen: one a writer commits meanwhile survives, and is
+                    # numbered after them anyway.
+                    last = max(row[0] for row in found)
+                    await connection.execute(
+                        delete(binary_version).where(rows.id == binary_id, rows.version <= last)
+                    )
+                    before = (await connection.execute(mark)).scalar_one_or_none()
+                    if before is None:
+                        await connection.execute(
+                            insert(expunged).values(id=binary_id, last_version=last)
+                        )
+                    elif before < last:
+                        await connection.execute(
+                            update(expunged)
+                            .where(expunged.c.id == binary_id)
+                            .values(last_version=last)
+                        )
+                    if audit is not None:
+                        await connection.execute(insert(audit_event).values(audit_values(audit)))
+                    contents = frozenset(row[1] for row in found if row[1] is not None)
+                    return Expunged(len(found), max(last, before or 0), contents)
+            except IntegrityError:
+                # Two expunges of a never-expunged id raced to insert its mark: again, once.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def last_expunged(self, binary_id: str) -> int:
+        mark = select(expunged.c.last_version).where(expunged.c.id == binary_id)
+        found = await self._read(lambda c: c.execute(mark).scalar_one_or_none())
+        return int(found or 0)
 
     async def _has_version(self, binary_id: str, version: int) -> bool:
         return await self.get_version(binary_id, version) is not None

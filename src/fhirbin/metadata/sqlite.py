@@ -6,7 +6,7 @@ only because every writer of an embedded catalogue is a fhirbin process on this 
 - ``current`` through ``fastread.SqliteReader``: a plain ``sqlite3`` connection on the event
   loop's thread, with reads remembered per process until the shared change signal (a
   memory-mapped word next to the database) moves;
-- every version write moves that signal after its transaction ends (``add_version``,
+- every version write moves that signal after its transaction ends (``add_version``, ``expunge``,
   ``import_versions``);
 - other catalogue reads (``_read``) synchronously through a pooled plain ``sqlite3`` engine;
 - audit batches through ``fastread.SqliteAuditWriter`` in a worker thread.
@@ -24,7 +24,7 @@ import anyio.to_thread
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fhirbin.metadata.base import AuditRecord, BinaryVersion
+from fhirbin.metadata.base import AuditRecord, BinaryVersion, Expunged
 from fhirbin.metadata.engine import create_read_engine
 from fhirbin.metadata.fastread import ChangeSignal, SqliteAuditWriter, SqliteReader
 from fhirbin.metadata.sql import SqlMetadataStore, T
@@ -111,6 +111,12 @@ class SqliteMetadataStore(SqlMetadataStore):
         finally:
             # After the commit (or the rollback, harmlessly): every process's remembered
             # current versions are forgotten before this write is answered (fastread.py).
+            self.changes.changed()
+
+    async def expunge(self, binary_id: str, audit: AuditRecord | None = None) -> Expunged | None:
+        try:
+            return await super().expunge(binary_id, audit)
+        finally:
             self.changes.changed()
 
     async def import_versions(self, versions: Sequence[BinaryVersion]) -> int:
