@@ -64,6 +64,7 @@ FORBIDDEN = {
     "auditlog": {"api", "service", "cli", "runtime"},
     "maintenance": {"api", "cli", "runtime"},
     "runtime": {"api", "cli"},
+    "metrics": {"api", "service", "storage", "metadata", "auth", "providers", "cli", "runtime"},
 }
 WEB = ("starlette", "granian", "httpx")
 #: providers fetch JWK Sets and asks introspection endpoints: the HTTP client, never the server.

@@ -72,16 +72,33 @@ def _data_dir_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
+def configure_logging(level: str, log_format: str = "auto") -> None:
+    """structlog (and the standard library's loggers: granian, alembic) to standard error, one
+    line per event: JSON, or text for a person at a terminal (FHIRBIN_LOG_FORMAT)."""
+    if log_format == "auto":
+        log_format = "text" if sys.stderr.isatty() else "json"
+    shared: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any
+    if log_format == "json":
+        shared.append(structlog.processors.format_exc_info)
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        )
+    )
+    logging.basicConfig(handlers=[handler], level=level.upper(), force=True)
     structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
+        processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
 
 
@@ -98,9 +115,6 @@ def cli() -> None:
 @_serve_options
 def serve(**flags: Any) -> None:
     """Serve FHIR R4 at http://HOST:PORT/fhir on the embedded store (SQLite + a folder)."""
-    from granian import Granian
-    from granian.constants import Interfaces
-    from granian.http import HTTP1Settings
 
     settings = _settings(**flags)
     from fhirbin.runtime import build_screener
@@ -132,6 +146,27 @@ def serve(**flags: Any) -> None:
     # Workers rebuild their settings from the environment (asgi_app below).
     for setting in SETTINGS:
         os.environ[setting.env] = str(getattr(settings, setting.name))
+    # Each worker keeps its metrics in files here, summed by whichever answers /metrics
+    # (metrics.py); fresh for every serve, so no count of an earlier run leaks in. Set
+    # before anything imports prometheus-client, which reads it once.
+    import shutil
+    import tempfile
+
+    from fhirbin.runtime import MULTIPROC_ENV
+
+    metrics_dir = tempfile.mkdtemp(prefix="fhirbin-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    try:
+        _serve(settings)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(settings: Settings) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
+
     _say_where(settings)
     swept = asyncio.run(_prepare(settings))
     if swept:
@@ -179,7 +214,7 @@ def asgi_app() -> Any:
     from fhirbin.api.app import create_app
 
     settings = load_settings(os.environ)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     # ``serve`` migrated once before starting the workers: no worker repeats it (or logs it).
     app = create_app(settings, migrate=False)
     tune_gc()

@@ -17,11 +17,18 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from fhirbin.api.audit import AuditMiddleware, audit_log, start_audit, stop_audit
+from fhirbin.api.audit import (
+    AuditMiddleware,
+    audit_log,
+    request_id_of,
+    start_audit,
+    stop_audit,
+)
 from fhirbin.api.errors import error_response, exception_handlers
 from fhirbin.api.hotread import HotRead
 from fhirbin.api.limits import LimitsMiddleware
 from fhirbin.api.middleware import AuthMiddleware
+from fhirbin.api.observe import ObserveMiddleware
 from fhirbin.api.routes import routes
 from fhirbin.config import Settings
 from fhirbin.faults import DependencyUnavailable
@@ -125,6 +132,13 @@ def create_app(
                 await opening.close()
 
     middleware = [
+        # Outermost: the request id, metrics and access line of every request
+        # (api/observe.py), the CORS preflights and the one-step reads included.
+        Middleware(
+            ObserveMiddleware,
+            runtime=current,
+            request_id=lambda scope: request_id_of(scope, current().audit.ids),
+        ),
         *_cors(settings),
         # Outside AuthMiddleware, so the requests it refuses are audited too.
         Middleware(AuditMiddleware, log=lambda: audit_log(current())),
