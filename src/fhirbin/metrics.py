@@ -18,9 +18,10 @@ its arguments on every call; the cache does that once per label combination).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+if TYPE_CHECKING:
+    from prometheus_client import Counter, Histogram
 
 __all__ = ["CONTENT_TYPE", "VERDICTS", "Metrics"]
 
@@ -42,6 +43,11 @@ class Metrics:
     """fhirbin's metrics; ``multiprocess_dir`` is ``PROMETHEUS_MULTIPROC_DIR`` under serve."""
 
     def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        # Imported here, not with this module: prometheus-client chooses between in-process
+        # and multiprocess values once, when first imported, from PROMETHEUS_MULTIPROC_DIR,
+        # which ``serve`` sets after importing the runtime.
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
         self.multiprocess_dir = multiprocess_dir
         self.registry = registry = CollectorRegistry(auto_describe=False)
         self.requests = Counter(
@@ -124,6 +130,9 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The Prometheus text of the whole server (every worker's, in multiprocess mode)."""
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.multiprocess import MultiProcessCollector
+
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
         merged = CollectorRegistry(auto_describe=False)

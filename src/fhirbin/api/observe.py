@@ -47,6 +47,7 @@ _DISCOVERY = Interaction("E", "discovery")
 _OUTSIDE = Interaction("E", "none")
 _UPLOADS = frozenset({"create", "update"})
 _BODIES = frozenset({"POST", "PUT", "PATCH"})
+_MAX_REMEMBERED = 10_000
 
 access = structlog.get_logger("fhirbin.access")
 
@@ -77,6 +78,8 @@ class ObserveMiddleware:
         self.app = app
         self.runtime = runtime
         self.request_id = request_id
+        # (method, path) -> its interaction: pure, so never stale; bounded like api/hotread.py.
+        self._interactions: dict[tuple[str, str], Interaction] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,7 +90,12 @@ class ObserveMiddleware:
         id_header = (b"x-request-id", request_id.encode("latin-1"))
         method: str = scope["method"]
         path: str = scope["path"]
-        interaction = scope[INTERACTION_KEY] = interaction_of(method, path)
+        interaction = self._interactions.get((method, path))
+        if interaction is None:
+            if len(self._interactions) >= _MAX_REMEMBERED:
+                self._interactions.clear()
+            interaction = self._interactions[method, path] = interaction_of(method, path)
+        scope[INTERACTION_KEY] = interaction
         code = interaction.subtype
         status = 0
         sent = 0
