@@ -14,6 +14,7 @@ import gc
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -82,26 +83,18 @@ def configure_logging(level: str, log_format: str = "auto") -> None:
     timestamp formatted once a second, orjson, bytes straight to the stream, each logger
     resolved once (bench/observe_cost.py measured each of these on the 1 KiB read).
     """
-    if log_format == "auto":
-        log_format = "text" if sys.stderr.isatty() else "json"
-    pid = os.getpid()  # each worker configures its own logging (asgi_app)
-    shared: list[Any] = [structlog.processors.add_log_level, _timestamp, _with_pid(pid)]
+    log_format = resolve_log_format(log_format)
+    shared = _shared_processors(log_format)
     renderer: Any
+    factory: Any
     if log_format == "json":
-        shared.append(structlog.processors.format_exc_info)
-        foreign: Any = structlog.processors.JSONRenderer()
         renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
-        factory: Any = structlog.BytesLoggerFactory(sys.stderr.buffer)
+        factory = structlog.BytesLoggerFactory(sys.stderr.buffer)
     else:
-        foreign = renderer = structlog.dev.ConsoleRenderer(colors=False)
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
         factory = structlog.WriteLoggerFactory(sys.stderr)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, foreign],
-            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
-        )
-    )
+    handler.setFormatter(log_formatter(log_format))
     logging.basicConfig(handlers=[handler], level=level.upper(), force=True)
     structlog.configure(
         processors=[*shared, renderer],
@@ -109,6 +102,58 @@ def configure_logging(level: str, log_format: str = "auto") -> None:
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
+
+
+def resolve_log_format(log_format: str) -> str:
+    """FHIRBIN_LOG_FORMAT's ``auto``: text for a person at a terminal, JSON otherwise."""
+    if log_format == "auto":
+        return "text" if sys.stderr.isatty() else "json"
+    return log_format
+
+
+def _shared_processors(log_format: str) -> list[Any]:
+    pid = os.getpid()  # each worker configures its own logging (asgi_app)
+    shared: list[Any] = [structlog.processors.add_log_level, _timestamp, _with_pid(pid)]
+    if log_format == "json":
+        shared.append(structlog.processors.format_exc_info)
+    return shared
+
+
+def log_formatter(log_format: str) -> logging.Formatter:
+    """The standard library's records (granian, alembic) in the same shape as fhirbin's own."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer(serializer=_json_text)
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    return structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *_shared_processors(log_format)],
+    )
+
+
+def _json_text(value: Any, **_: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def _granian_logging(log_format: str) -> dict[str, Any]:
+    """granian's own lines (start, workers, shutdown) on stderr, formatted as fhirbin's."""
+    return {
+        "formatters": {
+            "fhirbin": {"()": "fhirbin.cli.log_formatter", "log_format": log_format},
+        },
+        "handlers": {
+            "stderr": {
+                "formatter": "fhirbin",
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+            },
+        },
+        "loggers": {
+            "_granian": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "granian.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        },
+    }
 
 
 _second: tuple[int, str] = (0, "")
@@ -148,6 +193,7 @@ def serve(**flags: Any) -> None:
     """Serve FHIR R4 at http://HOST:PORT/fhir on the embedded store (SQLite + a folder)."""
 
     settings = _settings(**flags)
+    configure_logging(settings.log_level, settings.log_format)
     from fhirbin.runtime import build_screener
     from fhirbin.security.sniff import MissingLibraryError
 
@@ -187,10 +233,16 @@ def serve(**flags: Any) -> None:
 
     metrics_dir = tempfile.mkdtemp(prefix="fhirbin-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir
+    # A SIGTERM before granian takes over its signals still removes the folder.
+    signal.signal(signal.SIGTERM, _exit_on_term)
     try:
         _serve(settings)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _exit_on_term(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _serve(settings: Settings) -> None:
@@ -211,6 +263,7 @@ def _serve(settings: Settings) -> None:
         interface=Interfaces.ASGI,
         workers=settings.worker_count,
         log_level=settings.log_level,  # type: ignore[arg-type]
+        log_dictconfig=_granian_logging(resolve_log_format(settings.log_format)),
         websockets=False,
         # Idle and slow connections must not lock new clients out (docs/operations.md): the
         # kernel queue holds up to 4,096 connections not yet accepted (capped by

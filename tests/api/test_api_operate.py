@@ -3,6 +3,7 @@ readiness against real dependencies, Prometheus metrics, request ids and access 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -249,3 +250,31 @@ async def test_one_access_line_per_request_with_its_request_id_and_never_the_tok
         assert token not in flat
         assert "secret content" not in flat
         assert "leak" not in flat
+
+
+# --- the Grafana dashboard --------------------------------------------------------------------
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "fhirbin-dashboard.json"
+
+
+def test_the_grafana_dashboard_queries_only_metrics_fhirbin_exports() -> None:
+    from fhirbin.metrics import Metrics
+
+    exported = set(re.findall(r"^# TYPE (\w+) ", Metrics().exposition().decode(), re.M))
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    used: set[str] = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            used.update(re.findall(r"\bfhirbin_\w+", target["expr"]))
+    assert used
+    for name in used:
+        family = re.sub(r"_(bucket|count|sum)$", "", name)
+        assert family in exported or name in exported, name
+    counters = {n for n in used if n.endswith("_total")}
+    assert {
+        "fhirbin_requests_total",
+        "fhirbin_received_bytes_total",
+        "fhirbin_sent_bytes_total",
+        "fhirbin_screening_verdicts_total",
+        "fhirbin_dependency_errors_total",
+    } <= counters
