@@ -1,6 +1,6 @@
 """Per-request cost of api/observe.py (request id, metrics, access line) on the hot read.
 
-Drives the real application in-process (no sockets: only Python's share of a request) with a
+CPU time (process_time: other load on the machine does not count). Drives the real application in-process (no sockets: only Python's share of a request) with a
 1 KiB plain read that the one-step lane answers from memory, with and without the
 ObserveMiddleware, logging JSON to /dev/null as ``serve`` does when not on a terminal.
     .venv/bin/python bench/observe_cost.py [--requests 20000] [--multiprocess]
@@ -20,6 +20,8 @@ from typing import Any
 parser = argparse.ArgumentParser()
 parser.add_argument("--requests", type=int, default=20000)
 parser.add_argument("--multiprocess", action="store_true", help="prometheus multiprocess mode")
+parser.add_argument("--level", default="info", help="log level (warning: no access lines)")
+parser.add_argument("--no-metrics", action="store_true", help="metrics.request does nothing")
 args = parser.parse_args()
 if args.multiprocess:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fhirbin-bench-")
@@ -36,6 +38,10 @@ from tests.support import ALL_SCOPES, BASE, register  # noqa: E402
 async def measure(observe: bool, folder: Path) -> float:
     settings = load_settings({}, {"data_dir": folder, "base_url": BASE})
     app = create_app(settings)
+    if args.no_metrics:
+        from fhirbin.metrics import Metrics
+
+        Metrics.request = lambda *_: None  # type: ignore[method-assign,assignment]
     if not observe:
         app.user_middleware = [m for m in app.user_middleware if m.cls is not ObserveMiddleware]
     async with app.router.lifespan_context(app):
@@ -83,17 +89,17 @@ async def measure(observe: bool, folder: Path) -> float:
 
         for _ in range(500):  # warm up
             await app(dict(scope), receive, send)
-        started = time.perf_counter()
+        started = time.process_time()
         for _ in range(args.requests):
             await app(dict(scope), receive, send)
-        elapsed = time.perf_counter() - started
+        elapsed = time.process_time() - started
         assert set(statuses) == {200}, set(statuses)
     return elapsed / args.requests * 1e6
 
 
 async def main() -> None:
     real, sys.stderr = sys.stderr, open(os.devnull, "w")  # noqa: SIM115, ASYNC230
-    configure_logging("info", "json")  # the access lines go to /dev/null
+    configure_logging(args.level, "json")  # the access lines go to /dev/null
     sys.stderr = real
     results: dict[str, list[float]] = {"without": [], "with": []}
     for round_ in range(5):

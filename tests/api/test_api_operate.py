@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 import structlog
@@ -278,3 +281,67 @@ def test_the_grafana_dashboard_queries_only_metrics_fhirbin_exports() -> None:
         "fhirbin_screening_verdicts_total",
         "fhirbin_dependency_errors_total",
     } <= counters
+
+
+async def test_an_upload_in_progress_is_counted_in_flight(tmp_path: Path) -> None:
+    async with serving(_settings(tmp_path)) as (app, http):
+        auth = await _auth(app, http)
+        halfway = anyio.Event()
+        finish = anyio.Event()
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b"a" * 1000
+            halfway.set()
+            await finish.wait()
+            yield b"b" * 1000
+
+        answers: list[httpx.Response] = []
+
+        async def upload() -> None:
+            answers.append(
+                await http.post(
+                    "/fhir/Binary", content=body(), headers={**auth, "Content-Type": OCTETS}
+                )
+            )
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(upload)
+            await halfway.wait()
+            during = (await http.get("/metrics")).text
+            finish.set()
+        after = (await http.get("/metrics")).text
+    assert answers[0].status_code == 201
+    assert sample(during, "fhirbin_uploads_in_flight") == 1
+    assert sample(after, "fhirbin_uploads_in_flight") == 0
+    assert sample(after, "fhirbin_received_bytes_total", interaction="create") == 2000
+
+
+@pytest.mark.parametrize(("log_format", "is_json"), [("json", True), ("text", False)])
+def test_log_format_json_or_text_on_stderr(log_format: str, is_json: bool) -> None:
+    script = (
+        "from fhirbin.cli import configure_logging\n"
+        "import structlog, logging\n"
+        f"configure_logging('info', {log_format!r})\n"
+        "structlog.get_logger('fhirbin.access').info('request', request_id='r-1', status=200)\n"
+        "logging.getLogger('_granian').info('Started worker-1')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2
+    if is_json:
+        access, foreign = (json.loads(line) for line in lines)
+        assert (access["event"], access["request_id"], access["level"]) == (
+            "request",
+            "r-1",
+            "info",
+        )
+        assert access["timestamp"].endswith("Z")
+        assert isinstance(access["pid"], int)
+        assert (foreign["event"], foreign["logger"]) == ("Started worker-1", "_granian")
+    else:
+        assert "request" in lines[0]
+        assert "request_id=r-1" in lines[0]
+        assert not lines[0].startswith("{")

@@ -47,6 +47,17 @@ async def _refresh_keys(runtime: Runtime) -> None:
             log.warning("signing keys not refreshed", reason=fault.detail)
 
 
+#: Seconds between two samples of the gauges no request sets (the audit backlog).
+GAUGE_INTERVAL = 1.0
+
+
+async def _sample_gauges(runtime: Runtime) -> None:
+    """The audit backlog drains between requests too: sampled here, not per request."""
+    while True:
+        runtime.metrics.audit_backlog.set(runtime.audit.pending)
+        await asyncio.sleep(GAUGE_INTERVAL)
+
+
 #: What browser apps may send and read across origins (FHIR's headers included).
 CORS_REQUEST_HEADERS = [
     "Authorization",
@@ -120,13 +131,17 @@ def create_app(
         opening = await open_runtime(settings, migrate=migrate) if runtime is None else runtime
         app.state.runtime = opening
         start_audit(opening)
-        refresher = asyncio.create_task(_refresh_keys(opening))
+        tasks = [
+            asyncio.create_task(_refresh_keys(opening)),
+            asyncio.create_task(_sample_gauges(opening)),
+        ]
         try:
             yield
         finally:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await stop_audit(opening)  # flushes the buffered audit records
             if opened:
                 await opening.close()

@@ -10,8 +10,8 @@ answer themselves. For each request it:
 * classifies the FHIR interaction once (``fhir.audit.classify``, the audit trail's own
   classification, left in ``scope`` for the audit middleware);
 * counts it in the runtime's :class:`~fhirbin.metrics.Metrics`: requests by interaction and
-  status, duration, body bytes in and out, uploads in flight, the audit backlog, and the
-  dependency a 503/507 blamed (``FAULT_KEY``, set by api/errors.py);
+  status, duration, body bytes in and out, uploads in flight, and the dependency a 503/507
+  blamed (the audit backlog is sampled every second by the app's lifespan);
 * writes one access line (structlog, logger ``fhirbin.access``): request id, client id,
   method, path (never the query string, which may hold a refused ``access_token`` or search
   values), interaction, status, bytes, duration. Never a token, a header or content.
@@ -146,7 +146,6 @@ class ObserveMiddleware:
                 fault = scope.get(FAULT_KEY)
                 if fault is not None:
                     metrics.dependency_error(fault)
-                metrics.audit_backlog.set(rt.audit.pending)
             _access_line(scope, operate, request_id, code, status, received, sent, seconds)
 
 
