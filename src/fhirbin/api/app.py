@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -51,10 +52,14 @@ async def _refresh_keys(runtime: Runtime) -> None:
 GAUGE_INTERVAL = 1.0
 
 
-async def _sample_gauges(runtime: Runtime) -> None:
-    """The audit backlog drains between requests too: sampled here, not per request."""
+async def _every_second(runtime: Runtime) -> None:
+    """The audit backlog drains between requests too: sampled here, not per request. And the
+    access lines, written without a flush each (cli.configure_logging), leave standard error
+    within a second even when no other request comes."""
     while True:
         runtime.metrics.audit_backlog.set(runtime.audit.pending)
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
         await asyncio.sleep(GAUGE_INTERVAL)
 
 
@@ -133,7 +138,7 @@ def create_app(
         start_audit(opening)
         tasks = [
             asyncio.create_task(_refresh_keys(opening)),
-            asyncio.create_task(_sample_gauges(opening)),
+            asyncio.create_task(_every_second(opening)),
         ]
         try:
             yield

@@ -100,10 +100,10 @@ class ObserveMiddleware:
         status = 0
         sent = 0
         received = 0
-        length: int = 0
+        headers: list[tuple[bytes, bytes]] = []
 
         async def observed_send(message: Message) -> None:
-            nonlocal status, sent, length
+            nonlocal status, sent, headers
             kind = message["type"]
             if kind == "http.response.body":
                 sent += len(message.get("body", b""))
@@ -111,11 +111,8 @@ class ObserveMiddleware:
                 status = message["status"]
                 headers = [*message.get("headers", ()), id_header]
                 message = {**message, "headers": headers}
-                for name, value in headers:
-                    if name == b"content-length" and value.isdigit():
-                        length = int(value)
             elif kind == "http.response.pathsend":
-                sent += length
+                sent += _content_length(headers)  # the whole file goes out
             await send(message)
 
         async def counted_receive() -> Message:
@@ -147,6 +144,13 @@ class ObserveMiddleware:
                 if fault is not None:
                     metrics.dependency_error(fault)
             _access_line(scope, operate, request_id, code, status, received, sent, seconds)
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
+    for name, value in headers:
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return 0
 
 
 def _access_line(
