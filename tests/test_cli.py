@@ -77,3 +77,13 @@ def test_keys_rotate_adds_a_key_and_list_shows_both(runner: CliRunner) -> None:
     kid = rotated.stdout.split()[-1]
     listed = runner.invoke(cli, ["keys", "list"]).stdout
     assert listed.startswith(kid + "\t")
+
+
+def test_serve_stops_at_start_on_an_unknown_inspection_rule(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FHIRBIN_INSPECT_ALLOW", "pdf-javascript,no-such-rule")
+    result = runner.invoke(cli, ["serve", "--port", "1"])
+    assert result.exit_code != 0
+    assert "FHIRBIN_INSPECT_ALLOW" in result.output
+    assert "no-such-rule" in result.output

@@ -227,15 +227,15 @@ def cli() -> None:
 @_serve_options
 def serve(**flags: Any) -> None:
     """Serve FHIR R4 at http://HOST:PORT/fhir on the embedded store (SQLite + a folder)."""
-
     settings = _settings(**flags)
     configure_logging(settings.log_level, settings.log_format)
-    from fhirbin.runtime import build_screener
+    from fhirbin.runtime import build_inspector, build_screener
     from fhirbin.security.sniff import MissingLibraryError
 
     try:
         build_screener(settings)  # as each worker will: needs libmagic when it sniffs
-    except MissingLibraryError as exc:
+        build_inspector(settings)  # an unknown rule in FHIRBIN_INSPECT_ALLOW stops here
+    except (MissingLibraryError, SettingsError) as exc:
         raise click.ClickException(str(exc)) from None
     # Granian binds with SO_REUSEPORT, so a second server on a port in use would silently
     # share it (and answer half the requests from another data folder). A plain bind first

@@ -257,6 +257,46 @@ SETTINGS: tuple[Setting, ...] = (
         "Comma-separated media types accepted on upload (type/* wildcards allowed). Empty: "
         "any type not denied.",
     ),
+    # --- deep inspection (docs/security.md#deep-inspection) ---
+    Setting(
+        "inspect",
+        str,
+        "reject",
+        "Deep inspection of PDF, ZIP, Office, image and markup uploads: reject (422 for "
+        "active or booby-trapped content) or off.",
+    ),
+    Setting(
+        "inspect_allow",
+        str,
+        "",
+        "Comma-separated inspection rules turned off (e.g. pdf-embedded-files,office-macros); "
+        "docs/security.md lists them.",
+    ),
+    Setting(
+        "inspect_zip_max_expanded",
+        int,
+        512 * MiB,
+        "Largest total uncompressed size a ZIP (nested archives included) may declare.",
+    ),
+    Setting(
+        "inspect_zip_max_ratio",
+        int,
+        100,
+        "A ZIP entry claiming to expand more than this many times over is decompressed "
+        "(bounded, in memory) to check it.",
+    ),
+    Setting(
+        "inspect_zip_max_depth",
+        int,
+        2,
+        "Deepest archive nesting accepted (1: no archives inside the ZIP).",
+    ),
+    Setting(
+        "inspect_max_pixels",
+        int,
+        100_000_000,
+        "Largest width x height an uploaded image may declare.",
+    ),
     # --- serving ---
     Setting(
         "cors_origins",
@@ -331,6 +371,12 @@ class Settings:
     type_mismatch: str
     deny_types: str
     allow_types: str
+    inspect: str
+    inspect_allow: str
+    inspect_zip_max_expanded: int
+    inspect_zip_max_ratio: int
+    inspect_zip_max_depth: int
+    inspect_max_pixels: int
     cors_origins: str
     body_timeout: int
     header_timeout: int
@@ -399,6 +445,11 @@ def _validate(values: dict[str, Any]) -> None:
         raise SettingsError(f"{_BY_NAME['log_format'].env} must be auto, json or text")
     if values["type_mismatch"] not in ("reject", "accept"):
         raise SettingsError(f"{_BY_NAME['type_mismatch'].env} must be reject or accept")
+    if values["inspect"] not in ("reject", "off"):
+        raise SettingsError(f"{_BY_NAME['inspect'].env} must be reject or off")
+    for name in ("inspect_zip_max_expanded", "inspect_zip_max_ratio", "inspect_zip_max_depth"):
+        if values[name] < 1:
+            raise SettingsError(f"{_BY_NAME[name].env} must be at least 1")
     if values["base_url"].endswith("/"):
         values["base_url"] = values["base_url"].rstrip("/")
 

@@ -26,6 +26,8 @@ from fhirbin.auth.revocation import ClientStatusCache
 from fhirbin.auth.tokens import TokenIssuer, TokenVerifier
 from fhirbin.config import Settings, SettingsError
 from fhirbin.faults import DependencyUnavailable, OutOfSpace
+from fhirbin.inspection.inspector import Inspector
+from fhirbin.inspection.rules import Limits, parse_rules
 from fhirbin.metadata.base import MetadataStore, SigningKeyRecord
 from fhirbin.metadata.sql import SqlMetadataStore
 from fhirbin.metrics import Metrics
@@ -133,6 +135,26 @@ def build_metrics(environ: Mapping[str, str]) -> Metrics:
     return Metrics(Path(folder) if folder else None)
 
 
+def build_inspector(settings: Settings) -> Inspector | None:
+    """The deep inspection FHIRBIN_INSPECT asks for (None when off); an unknown rule in
+    FHIRBIN_INSPECT_ALLOW is a SettingsError at start-up."""
+    if settings.inspect == "off":
+        return None
+    try:
+        allowed = parse_rules(settings.inspect_allow, "FHIRBIN_INSPECT_ALLOW")
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    check_libmagic()
+    limits = Limits(
+        zip_max_expanded=settings.inspect_zip_max_expanded,
+        zip_max_ratio=settings.inspect_zip_max_ratio,
+        zip_max_depth=settings.inspect_zip_max_depth,
+        max_pixels=settings.inspect_max_pixels,
+        allowed=allowed,
+    )
+    return Inspector(limits, spool_dir=settings.data_dir / "tmp")
+
+
 def uses_embedded_catalogue(settings: Settings) -> bool:
     return not settings.database_url.strip()
 
@@ -183,11 +205,17 @@ def open_content_store(settings: Settings, environ: Mapping[str, str]) -> BlobSt
     )
 
 
+#: What a data folder of fhirbin's holds; a folder holding anything else is not tightened.
+_OWN_ENTRIES = frozenset({"fhirbin.db", "fhirbin.db-wal", "fhirbin.db-shm", "fhirbin.db-changes",
+                          "blobs", "signing-key.pem"})  # fmt: skip
+
+
 def _private_folder(folder: Path) -> None:
     # Health data: the data folder belongs to the service user alone (docs/operations.md),
-    # also when an operator made it beforehand with the usual 0755.
+    # also when an operator made it beforehand with the usual 0755. A folder that holds other
+    # things (FHIRBIN_DATA_DIR=/srv, say) is left as it is.
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if folder.stat().st_mode & 0o077:
+    if folder.stat().st_mode & 0o077 and {e.name for e in folder.iterdir()} <= _OWN_ENTRIES:
         folder.chmod(0o700)
 
 
@@ -318,6 +346,7 @@ async def open_runtime(
             catalogue,
             max_size=settings.max_binary_size,
             screener=build_screener(settings, measured.verdict),
+            inspector=build_inspector(settings),
         )
 
         async def active(client_id: str) -> bool:

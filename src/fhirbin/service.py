@@ -25,6 +25,7 @@ from fhirbin.metadata.base import (
     MetadataStore,
     VersionConflict,
 )
+from fhirbin.security.sniff import Sniffed, SniffRecord
 from fhirbin.storage.base import BlobInfo, StagedBlob
 from fhirbin.storage.cached import CachedBlobStore
 
@@ -47,14 +48,21 @@ AuditFor = Callable[[BinaryVersion], AuditRecord]
 
 
 #: Content screening on the way into storage (scanning/screener.py): called with the declared
-#: type and the upload's chunks, it passes the chunks on while it looks at them (sniffing the
-#: first bytes, feeding a virus scanner) and raises a FhirbinError to refuse the upload.
-#: Because the blob store publishes nothing when its chunk iterator raises, a refusal leaves
-#: nothing behind.
-Screener = Callable[[str, AsyncIterable[bytes]], AsyncIterator[bytes]]
+#: type, the upload's chunks and a record to note what it sniffed in, it passes the chunks on
+#: while it looks at them (sniffing the first bytes, feeding a virus scanner) and raises a
+#: FhirbinError to refuse the upload. Because the blob store publishes nothing when its chunk
+#: iterator raises, a refusal leaves nothing behind.
+Screener = Callable[[str, AsyncIterable[bytes], SniffRecord], AsyncIterator[bytes]]
+
+#: Deep inspection of the staged bytes (inspection/): called with the declared type, what the
+#: screener sniffed (None when it did not sniff) and the staged blob, after staging and before
+#: publishing; it raises a FhirbinError (422) to refuse, and the staged bytes are discarded.
+Inspector = Callable[[str, Sniffed | None, StagedBlob], Awaitable[None]]
 
 
-async def _unscreened(declared_type: str, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+async def _unscreened(
+    declared_type: str, chunks: AsyncIterable[bytes], record: SniffRecord
+) -> AsyncIterator[bytes]:
     async for chunk in chunks:
         yield chunk
 
@@ -92,16 +100,28 @@ class BinaryService:
         max_size: int,
         clock: Clock = utc_now,
         screener: Screener | None = None,
+        inspector: Inspector | None = None,
     ) -> None:
         self.blobs = blobs
         self.catalogue = catalogue
         self.max_size = max_size
         self.clock = clock
         self.screener: Screener = screener or _unscreened
+        self.inspector = inspector
 
     async def _stage(self, content_type: str, chunks: AsyncIterable[bytes]) -> StagedBlob:
-        """Size limit, then screening, then the blob store: staged (durable, invisible)."""
-        return await self.blobs.stage(self.screener(content_type, limited(chunks, self.max_size)))
+        """Size limit, then screening, then the blob store: staged (durable, invisible); then
+        the inspection of the staged bytes, which discards them when it refuses."""
+        record = SniffRecord()
+        screened = self.screener(content_type, limited(chunks, self.max_size), record)
+        staged = await self.blobs.stage(screened)
+        if self.inspector is not None:
+            try:
+                await self.inspector(content_type, record.found, staged)
+            except BaseException:
+                await staged.discard()
+                raise
+        return staged
 
     async def _commit(
         self, staged: StagedBlob, add: Callable[[BlobInfo], Awaitable[BinaryVersion]]

@@ -37,6 +37,8 @@ def settings(
         "base_url": BASE,
         "revocation_check_interval": 0,
         "max_binary_size": 1024 * 1024,
+        # a module may set more, e.g. to store hostile content on purpose
+        **getattr(request.module, "SETTINGS_OVERRIDES", {}),
     }
     if backend == "scaleout":
         postgres = request.getfixturevalue("postgres")

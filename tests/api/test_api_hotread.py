@@ -211,7 +211,7 @@ async def test_a_revoked_client_leaves_the_lane_once_its_status_is_stale(
     ("body", "content_type", "extra"),
     [
         (b"%PDF-1.4\n%%EOF\n", "application/pdf", {}),
-        (b"<html><script>alert(1)</script></html>", "text/html", {}),
+        (b"<html><p>hello</p></html>", "text/html", {}),
         (bytes(range(256)) * 4, "application/octet-stream", {"X-Security-Context": "Patient/7"}),
         (b"", "text/plain; charset=utf-8", {}),
         (b"\x89PNG\r\n\x1a\n" + bytes(100), "image/png", {}),

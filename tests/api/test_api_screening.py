@@ -27,6 +27,7 @@ from fhirbin.api.app import create_app
 from fhirbin.config import load_settings
 from tests import clamd_support
 from tests.clamd_support import EICAR, EICAR_SIGNATURE, MARKER, MARKER_SIGNATURE, Clamd
+from tests.inspection import corpus
 from tests.security import samples
 from tests.support import ALL_SCOPES, BASE, register, runtime_of
 
@@ -264,8 +265,8 @@ async def test_a_hostile_fhir_binary_body_is_refused(scanned: Server) -> None:
         (samples.HL7V2, "x-application/hl7-v2+er7"),
         (samples.DOCX, "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
         (samples.WAV, "audio/wav"),
-        (samples.HTML, "text/html"),  # allowed, and served as an attachment in a sandbox
-        (samples.SVG, "image/svg+xml"),
+        (corpus.HTML_OK, "text/html"),  # allowed, and served as an attachment in a sandbox
+        (corpus.SVG_OK, "image/svg+xml"),
         (os.urandom(5000), "application/octet-stream"),
         (samples.PDF, "application/octet-stream"),
         (b"", "application/pdf"),  # docs/decisions.md#empty-binary

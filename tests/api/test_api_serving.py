@@ -16,6 +16,10 @@ from fhirbin.security.serving import PDF_CSP, SANDBOX_CSP
 from tests.security import samples
 from tests.support import BASE
 
+#: These tests store active content on purpose, to see how it is served (the defence behind
+#: the deep inspection, which would refuse it at upload).
+SETTINGS_OVERRIDES = {"inspect": "off"}
+
 pytestmark = pytest.mark.anyio
 
 

@@ -58,16 +58,26 @@ class Server:
         return token
 
 
-def start_server(root: Path, env_extra: dict[str, str]) -> Server:
+def start_server(
+    root: Path, env_extra: dict[str, str], *, name: str = "server", workers: int | None = None
+) -> Server:
     """``fhirbin serve`` on a free port with a data dir under ``root``; waits until it answers."""
     data_dir = root / "data"
     port = free_port()
-    log = root / "server.log"
+    log = root / f"{name}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FHIRBIN_")}
     env.update(env_extra)
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [FHIRBIN, "serve", "--port", str(port), "--data-dir", str(data_dir)],
+            [
+                FHIRBIN,
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+                *(["--workers", str(workers)] if workers else []),
+            ],
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=env,
@@ -82,7 +92,7 @@ def start_server(root: Path, env_extra: dict[str, str]) -> Server:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            pytest.fail(f"fhirbin serve did not start:\n{log.read_text()}")
+            pytest.fail(f"fhirbin serve ({name}) did not start:\n{log.read_text()}")
         time.sleep(0.1)
     return Server(base=base, data_dir=data_dir, process=process, log=log)
 

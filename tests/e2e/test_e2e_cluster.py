@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import FHIRBIN, free_port
+from tests.e2e.conftest import FHIRBIN, start_server
 from tests.pg_support import PostgresCluster
 from tests.s3_support import Seaweed
 
@@ -78,28 +78,9 @@ class Cluster:
 
 
 def _start(env: dict[str, str], root: Path, name: str) -> Node:
-    port = free_port()
-    log = root / f"{name}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [FHIRBIN, "serve", "--port", str(port), "--workers", "1"],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=root,
-        )
-    base = f"http://127.0.0.1:{port}/fhir"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/metadata", timeout=1).status_code == 200:
-                return Node(base, process, log)
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"{name} did not start:\n{log.read_text()}")
-        time.sleep(0.1)
+    """One node: `fhirbin serve` with one worker (tests/e2e/conftest.py waits until it answers)."""
+    served = start_server(root, env, name=name, workers=1)
+    return Node(served.base, served.process, served.log)
 
 
 def _stop(node: Node) -> None:

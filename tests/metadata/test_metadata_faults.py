@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import time
@@ -85,6 +86,38 @@ async def test_a_stopped_server_is_unavailable_quickly_and_the_same_store_recove
         await store.add_version(version("a", 2))
         assert await store.current("a") == version("a", 2)
     finally:
+        await store.close()
+
+
+async def test_a_server_that_hangs_silently_fails_writes_and_reads_in_time(
+    own_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partition that drops packets looks like a server that stopped answering: its
+    processes frozen (SIGSTOP) stand in for it. Connected statements must fail with the
+    statement time limit, not hang (engine.COMMAND_TIMEOUT_S, shortened here)."""
+    from fhirbin.metadata import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "COMMAND_TIMEOUT_S", 2.0)
+    store = await SqlMetadataStore.open(own_cluster.new_database())
+    frozen: list[int] = []
+    try:
+        await store.add_version(version("a", 1))
+        assert await store.current("a") == version("a", 1)
+        postmaster = int((own_cluster.data / "postmaster.pid").read_text().split()[0])
+        found = await anyio.run_process(["pgrep", "-P", str(postmaster)], check=False)
+        children = found.stdout.decode().split()
+        frozen = [postmaster, *map(int, children)]
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        with anyio.fail_after(30), pytest.raises(DependencyUnavailable) as raised:
+            await store.add_version(version("a", 2))  # SQLAlchemy's pool
+        assert_safe(raised.value)
+        with anyio.fail_after(30), pytest.raises(DependencyUnavailable) as raised:
+            await store.current("a")  # the hot reads' pool
+        assert_safe(raised.value)
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
         await store.close()
 
 

@@ -34,23 +34,29 @@ def content_length(request: Request) -> int | None:
     return int(raw)
 
 
-async def read_body(request: Request, limit: int, error: FhirbinError | None = None) -> bytes:
-    """The whole body, refusing more than ``limit`` bytes before and while reading."""
+async def _limited(
+    request: Request, limit: int, error: FhirbinError | None
+) -> AsyncIterator[bytes]:
+    """The body's chunks, refusing more than ``limit`` bytes before (by Content-Length) and
+    while reading; a body cut short is a BadRequest."""
     too_big = error or PayloadTooLarge(f"The request body is larger than {limit} bytes.")
     declared = content_length(request)
     if declared is not None and declared > limit:
         raise too_big
-    parts: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
                 raise too_big
-            parts.append(chunk)
+            yield chunk
     except ClientDisconnect as exc:
         raise BadRequest(_CUT_SHORT) from exc
-    return b"".join(parts)
+
+
+async def read_body(request: Request, limit: int, error: FhirbinError | None = None) -> bytes:
+    """The whole body, refusing more than ``limit`` bytes before and while reading."""
+    return b"".join([chunk async for chunk in _limited(request, limit, error)])
 
 
 async def spool_body(
@@ -58,19 +64,10 @@ async def spool_body(
 ) -> int:
     """Write the whole body to ``spool``, refusing more than ``limit`` bytes before and while
     reading; returns its size. Memory holds one chunk at a time."""
-    too_big = error or PayloadTooLarge(f"The request body is larger than {limit} bytes.")
-    declared = content_length(request)
-    if declared is not None and declared > limit:
-        raise too_big
     size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_big
-            spool.write(chunk)
-    except ClientDisconnect as exc:
-        raise BadRequest(_CUT_SHORT) from exc
+    async for chunk in _limited(request, limit, error):
+        size += len(chunk)
+        spool.write(chunk)
     spool.flush()
     return size
 

@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 # Execution option marking a connection whose transaction will write. On SQLite it makes BEGIN
 # take the write lock up front (BEGIN IMMEDIATE), so concurrent writers queue on the busy timeout
@@ -41,6 +42,11 @@ POSTGRES_DRIVER: Final = "postgresql+asyncpg"
 CONNECT_TIMEOUT_S: Final = 3.0
 #: Seconds a request waits for a pooled connection when all are busy.
 POOL_TIMEOUT_S: Final = 10.0
+#: A statement on PostgreSQL that has not answered after this long fails (asyncpg's
+#: ``command_timeout``), so a server that hangs silently (a partition dropping packets) cannot
+#: hang a request: it becomes a 503. Schema upgrades run on an engine without it
+#: (``migration_engine``): rewriting a large table may take longer.
+COMMAND_TIMEOUT_S: Final = 15.0
 
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
 #: libpq's TLS parameters; asyncpg takes one ``ssl`` argument (a mode or an SSLContext) instead.
@@ -163,6 +169,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     parsed = normalise_url(url)
     if not _is_sqlite(parsed):
         parsed, connect_args = postgres_connect_args(parsed)
+        connect_args.setdefault("command_timeout", COMMAND_TIMEOUT_S)
         kwargs["connect_args"] = {**connect_args, **kwargs.get("connect_args", {})}
         if "poolclass" not in kwargs:
             kwargs.setdefault("pool_timeout", POOL_TIMEOUT_S)
@@ -181,6 +188,14 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     event.listen(engine.sync_engine, "connect", _configure_sqlite_writer)
     event.listen(engine.sync_engine, "begin", _begin_sqlite_transaction)
     return engine
+
+
+def migration_engine(url: str) -> AsyncEngine:
+    """An unpooled engine for schema upgrades: on PostgreSQL without the statement time limit
+    (see ``COMMAND_TIMEOUT_S``)."""
+    if _is_sqlite(normalise_url(url)):
+        return create_engine(url, poolclass=NullPool)
+    return create_engine(url, poolclass=NullPool, connect_args={"command_timeout": None})
 
 
 def _replace_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

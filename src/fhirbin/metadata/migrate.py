@@ -23,12 +23,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import NullPool
 
 from fhirbin.metadata.engine import (
-    create_engine,
     database_display,
     lock_for_upgrade,
+    migration_engine,
     write_transaction,
 )
 from fhirbin.metadata.failures import guarded
@@ -99,8 +98,10 @@ async def schema_revision(engine: AsyncEngine) -> str | None:
         return await connection.run_sync(_revision_of)
 
 
-async def _migrate(url: str) -> None:
-    engine = create_engine(url, poolclass=NullPool)
+async def upgrade_url(url: str) -> None:
+    """Upgrade the database at ``url`` to head, on the caller's event loop, through an
+    unpooled engine without a statement time limit (``engine.migration_engine``)."""
+    engine = migration_engine(url)
     try:
         await upgrade(engine)
     finally:
@@ -113,7 +114,7 @@ def migrate_sync(url: str) -> None:
     Runs its own event loop, so it must not be called from a thread that is running one: use
     ``migrate`` there.
     """
-    asyncio.run(_migrate(url))
+    asyncio.run(upgrade_url(url))
 
 
 async def migrate(url: str) -> None:

@@ -136,6 +136,11 @@ class SqlMetadataStore:
                 from fhirbin.metadata.postgres import PostgresMetadataStore
 
                 return await PostgresMetadataStore.open(url, migrate=migrate)
+        if migrate and (sqlite_file(url) is not None or is_postgres(url)):
+            # On an engine of its own: without PostgreSQL's statement time limit, and leaving
+            # no migration connection in the store's pool.
+            await migrations.upgrade_url(url)
+            migrate = False
         engine = create_engine(url)
         try:
             if migrate:

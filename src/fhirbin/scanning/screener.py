@@ -39,9 +39,9 @@ from fhirbin.scanning.clamd import (
     InstreamScan,
 )
 from fhirbin.security.policy import TypePolicy
-from fhirbin.security.sniff import SNIFF_BYTES, sniff
+from fhirbin.security.sniff import SNIFF_BYTES, SniffRecord, sniff
 
-ScreenerFunc = Callable[[str, AsyncIterable[bytes]], AsyncIterator[bytes]]
+ScreenerFunc = Callable[[str, AsyncIterable[bytes], SniffRecord], AsyncIterator[bytes]]
 
 #: Seconds a client is asked to wait (Retry-After) when the virus scanner is unavailable.
 RETRY_AFTER = 10
@@ -65,7 +65,10 @@ class Screener:
             self.verdicts(verdict)
 
     async def __call__(
-        self, declared_type: str, chunks: AsyncIterable[bytes]
+        self,
+        declared_type: str,
+        chunks: AsyncIterable[bytes],
+        record: SniffRecord | None = None,
     ) -> AsyncIterator[bytes]:
         try:
             self.policy.check_declared(declared_type)
@@ -83,6 +86,8 @@ class Screener:
                 head.append(chunk)
                 size += len(chunk)
             found = await asyncio.to_thread(sniff, b"".join(head)[:SNIFF_BYTES])
+            if record is not None:  # for the inspection after staging (service.Inspector)
+                record.found = found
             try:
                 self.policy.check_content(declared_type, found)
             except Exception:

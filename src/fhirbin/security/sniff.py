@@ -99,6 +99,14 @@ class Sniffed:
         return self.media_type
 
 
+@dataclass
+class SniffRecord:
+    """Where the screener notes what it sniffed for one upload, so that the inspection after
+    staging judges the content by what it is, without sniffing it again."""
+
+    found: Sniffed | None = None
+
+
 @functools.cache
 def _libmagic() -> magic.Magic:
     # One handle per process; python-magic serialises calls on it with a lock, so it may be

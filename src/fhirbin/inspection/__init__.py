@@ -1,0 +1,1 @@
+"""Deep content inspection: refuses booby-trapped documents after staging, before publishing."""
