@@ -76,6 +76,7 @@ FORBIDDEN = {
     "runtime": {"api", "cli"},
     # the transfer client talks HTTP to a server; it never touches the stores itself
     "transfer": {"api", "service", "storage", "metadata", "cli", "runtime", "maintenance"},
+    "metrics": {"api", "service", "storage", "metadata", "auth", "providers", "cli", "runtime"},
 }
 WEB = ("starlette", "granian", "httpx")
 #: providers fetch JWK Sets and asks introspection endpoints: the HTTP client, never the server.

@@ -47,3 +47,10 @@ def test_wildcard_host_gives_a_usable_base_url() -> None:
     assert (
         load_settings({"FHIRBIN_HOST": "0.0.0.0"}).public_base_url == "http://127.0.0.1:8080/fhir"
     )
+
+
+def test_log_format_is_auto_json_or_text() -> None:
+    assert load_settings({}).log_format == "auto"
+    assert load_settings({"FHIRBIN_LOG_FORMAT": "json"}).log_format == "json"
+    with pytest.raises(SettingsError, match="FHIRBIN_LOG_FORMAT"):
+        load_settings({"FHIRBIN_LOG_FORMAT": "xml"})

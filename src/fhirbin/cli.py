@@ -15,13 +15,17 @@ import gc
 import json
 import logging
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
+import orjson
 import structlog
 from rich.console import Console
 from rich.table import Table
@@ -73,17 +77,142 @@ def _data_dir_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
+def configure_logging(level: str, log_format: str = "auto") -> None:
+    """structlog (and the standard library's loggers: granian, alembic) to standard error, one
+    line per event: JSON, or text for a person at a terminal (FHIRBIN_LOG_FORMAT).
+
+    Every request writes an access line (api/observe.py), so the JSON path is kept lean: a
+    timestamp formatted once a second, orjson, bytes straight to the stream, each logger
+    resolved once (bench/observe_cost.py measured each of these on the 1 KiB read).
+    """
+    log_format = resolve_log_format(log_format)
+    shared = _shared_processors(log_format)
+    renderer: Any
+    factory: Any
+    if log_format == "json":
+        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        lines = _Lines(sys.stderr.buffer)
+        factory = lambda *_: lines  # noqa: E731
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        factory = structlog.WriteLoggerFactory(sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(log_formatter(log_format))
+    logging.basicConfig(handlers=[handler], level=level.upper(), force=True)
     structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
+        processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=factory,
+        cache_logger_on_first_use=True,
     )
+
+
+class _Lines:
+    """structlog's JSON lines to a byte stream. Access lines (info, debug) are written without
+    a flush of their own: they leave in batches, at most :data:`FLUSH_AFTER` seconds late (a
+    write past it flushes, and the app's lifespan flushes standard error every second), which
+    saves a system call per request; warnings and errors are flushed at once."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._flushed = time.monotonic()
+
+    def info(self, message: bytes) -> None:
+        with self._lock:
+            self._stream.write(message + b"\n")
+            now = time.monotonic()
+            if now - self._flushed >= FLUSH_AFTER:
+                self._stream.flush()
+                self._flushed = now
+
+    debug = info
+
+    def msg(self, message: bytes) -> None:
+        with self._lock:
+            self._stream.write(message + b"\n")
+            self._stream.flush()
+            self._flushed = time.monotonic()
+
+    warning = error = critical = exception = fatal = failure = err = log = msg
+
+
+#: Seconds an access line may wait in the buffer of standard error.
+FLUSH_AFTER = 1.0
+
+
+def resolve_log_format(log_format: str) -> str:
+    """FHIRBIN_LOG_FORMAT's ``auto``: text for a person at a terminal, JSON otherwise."""
+    if log_format == "auto":
+        return "text" if sys.stderr.isatty() else "json"
+    return log_format
+
+
+def _shared_processors(log_format: str) -> list[Any]:
+    pid = os.getpid()  # each worker configures its own logging (asgi_app)
+    shared: list[Any] = [structlog.processors.add_log_level, _timestamp, _with_pid(pid)]
+    if log_format == "json":
+        shared.append(structlog.processors.format_exc_info)
+    return shared
+
+
+def log_formatter(log_format: str) -> logging.Formatter:
+    """The standard library's records (granian, alembic) in the same shape as fhirbin's own."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer(serializer=_json_text)
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    return structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *_shared_processors(log_format)],
+    )
+
+
+def _json_text(value: Any, **_: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def _granian_logging(log_format: str) -> dict[str, Any]:
+    """granian's own lines (start, workers, shutdown) on stderr, formatted as fhirbin's."""
+    return {
+        "formatters": {
+            "fhirbin": {"()": "fhirbin.cli.log_formatter", "log_format": log_format},
+        },
+        "handlers": {
+            "stderr": {
+                "formatter": "fhirbin",
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+            },
+        },
+        "loggers": {
+            "_granian": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "granian.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        },
+    }
+
+
+_second: tuple[int, str] = (0, "")
+
+
+def _timestamp(logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """ISO 8601 UTC with microseconds, the date and time formatted once a second."""
+    global _second
+    now = time.time()
+    whole = int(now)
+    if whole != _second[0]:
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    event["timestamp"] = f"{_second[1]}.{int((now - whole) * 1_000_000):06d}Z"
+    return event
+
+
+def _with_pid(pid: int) -> Callable[[Any, str, dict[str, Any]], dict[str, Any]]:
+    def add_pid(logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
+        event["pid"] = pid
+        return event
+
+    return add_pid
 
 
 @click.group()
@@ -99,11 +228,8 @@ def cli() -> None:
 @_serve_options
 def serve(**flags: Any) -> None:
     """Serve FHIR R4 at http://HOST:PORT/fhir on the embedded store (SQLite + a folder)."""
-    from granian import Granian
-    from granian.constants import Interfaces
-    from granian.http import HTTP1Settings
-
     settings = _settings(**flags)
+    configure_logging(settings.log_level, settings.log_format)
     from fhirbin.runtime import build_inspector, build_screener
     from fhirbin.security.sniff import MissingLibraryError
 
@@ -134,6 +260,33 @@ def serve(**flags: Any) -> None:
     # Workers rebuild their settings from the environment (asgi_app below).
     for setting in SETTINGS:
         os.environ[setting.env] = str(getattr(settings, setting.name))
+    # Each worker keeps its metrics in files here, summed by whichever answers /metrics
+    # (metrics.py); fresh for every serve, so no count of an earlier run leaks in. Set
+    # before anything imports prometheus-client, which reads it once.
+    import shutil
+    import tempfile
+
+    from fhirbin.runtime import MULTIPROC_ENV
+
+    metrics_dir = tempfile.mkdtemp(prefix="fhirbin-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    # A SIGTERM before granian takes over its signals still removes the folder.
+    signal.signal(signal.SIGTERM, _exit_on_term)
+    try:
+        _serve(settings)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _exit_on_term(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _serve(settings: Settings) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
+
     _say_where(settings)
     swept = asyncio.run(_prepare(settings))
     if swept:
@@ -147,6 +300,7 @@ def serve(**flags: Any) -> None:
         interface=Interfaces.ASGI,
         workers=settings.worker_count,
         log_level=settings.log_level,  # type: ignore[arg-type]
+        log_dictconfig=_granian_logging(resolve_log_format(settings.log_format)),
         websockets=False,
         # Idle and slow connections must not lock new clients out (docs/operations.md): the
         # kernel queue holds up to 4,096 connections not yet accepted (capped by
@@ -181,7 +335,7 @@ def asgi_app() -> Any:
     from fhirbin.api.app import create_app
 
     settings = load_settings(os.environ)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     # ``serve`` migrated once before starting the workers: no worker repeats it (or logs it).
     app = create_app(settings, migrate=False)
     tune_gc()

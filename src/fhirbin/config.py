@@ -156,6 +156,20 @@ SETTINGS: tuple[Setting, ...] = (
         serve_flag=True,
     ),
     Setting("log_level", str, "info", "Log level: debug, info, warning or error."),
+    Setting(
+        "log_format",
+        str,
+        "auto",
+        "Log line format on standard error: json (one JSON object a line), text, or auto "
+        "(text on a terminal, json otherwise).",
+    ),
+    Setting(
+        "metrics_token",
+        str,
+        "",
+        "When set, GET /metrics needs it as a Bearer token (Authorization: Bearer <token>); "
+        "empty: /metrics answers anyone who can reach it (keep it on a private network).",
+    ),
     # --- identity (docs/security.md) ---
     Setting(
         "external_issuer",
@@ -348,6 +362,8 @@ class Settings:
     revocation_check_interval: int
     workers: int
     log_level: str
+    log_format: str
+    metrics_token: str
     external_issuer: str
     external_jwks: str
     audience: str
@@ -433,6 +449,8 @@ def _validate(values: dict[str, Any]) -> None:
         raise SettingsError(f"{_BY_NAME['port'].env} must be between 1 and 65535")
     if values["workers"] < 0:
         raise SettingsError(f"{_BY_NAME['workers'].env} must not be negative")
+    if values["log_format"] not in ("auto", "json", "text"):
+        raise SettingsError(f"{_BY_NAME['log_format'].env} must be auto, json or text")
     if values["type_mismatch"] not in ("reject", "accept"):
         raise SettingsError(f"{_BY_NAME['type_mismatch'].env} must be reject or accept")
     if values["inspect"] not in ("reject", "off"):

@@ -30,12 +30,13 @@ from fhirbin.inspection.inspector import Inspector
 from fhirbin.inspection.rules import Limits, parse_rules
 from fhirbin.metadata.base import MetadataStore, SigningKeyRecord
 from fhirbin.metadata.sql import SqlMetadataStore
+from fhirbin.metrics import Metrics
 from fhirbin.providers.assertion_verifier import ClientAssertions
 from fhirbin.providers.authenticator import Authenticator
 from fhirbin.providers.external_idp import ExternalTokens
 from fhirbin.providers.introspection import Introspector
 from fhirbin.providers.jwks_cache import JwksCache, new_http_client
-from fhirbin.scanning.clamd import ClamdAddress
+from fhirbin.scanning.clamd import ClamdAddress, ping
 from fhirbin.scanning.screener import Screener
 from fhirbin.security.policy import TypePolicy, parse_types
 from fhirbin.security.sniff import check_libmagic
@@ -95,13 +96,16 @@ def build_authenticator(
     )
 
 
-def build_screener(settings: Settings) -> Screener | None:
-    """The screener the settings ask for; None when there is nothing to check.
+def build_screener(
+    settings: Settings, verdicts: Callable[[str], None] | None = None
+) -> Screener | None:
+    """The screener the settings ask for; None when there is nothing to check. ``verdicts``
+    hears each screening outcome (metrics.VERDICTS).
 
     Bad values (an unparsable FHIRBIN_CLAMAV or type list) raise SettingsError at start-up.
     """
     policy = type_policy(settings)
-    clamd = ClamdAddress.parse(settings.clamav) if settings.clamav.strip() else None
+    clamd = clamd_address(settings)
     if clamd is None and not policy.sniffs and not policy.allow:
         return None
     check_libmagic()  # each worker fails at start, saying what is missing, not at an upload
@@ -110,7 +114,25 @@ def build_screener(settings: Settings) -> Screener | None:
         clamd=clamd,
         fail_open=settings.clamav_fail_open,
         timeout=float(settings.clamav_timeout),
+        verdicts=verdicts,
     )
+
+
+def clamd_address(settings: Settings) -> ClamdAddress | None:
+    return ClamdAddress.parse(settings.clamav) if settings.clamav.strip() else None
+
+
+#: Seconds a readiness check waits for clamd's PONG.
+CLAMD_CHECK_TIMEOUT = 3.0
+
+#: The environment variable prometheus-client reads for its multiprocess folder.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def build_metrics(environ: Mapping[str, str]) -> Metrics:
+    """Per-process metrics, summed across the workers when ``serve`` set a multiprocess folder."""
+    folder = environ.get(MULTIPROC_ENV, "").strip()
+    return Metrics(Path(folder) if folder else None)
 
 
 def build_inspector(settings: Settings) -> Inspector | None:
@@ -254,6 +276,9 @@ class Runtime:
     clients: ClientStatusCache
     #: buffered audit records; the web app starts and stops its background writer
     audit: AuditLog
+    metrics: Metrics
+    #: the virus scanner, when FHIRBIN_CLAMAV names one (checked for readiness)
+    clamd: ClamdAddress | None = None
 
     @property
     def issuer(self) -> TokenIssuer:
@@ -280,6 +305,8 @@ class Runtime:
             await self.blobs.check()
         except (DependencyUnavailable, OutOfSpace) as fault:
             failing["content store"] = fault.detail
+        if self.clamd is not None and not await ping(self.clamd, CLAMD_CHECK_TIMEOUT):
+            failing["virus scanner"] = "clamd does not answer PING"
         return failing
 
     async def close(self) -> None:
@@ -293,7 +320,11 @@ class Runtime:
 
 
 async def open_runtime(
-    settings: Settings, environ: Mapping[str, str] | None = None, *, migrate: bool = True
+    settings: Settings,
+    environ: Mapping[str, str] | None = None,
+    *,
+    migrate: bool = True,
+    metrics: Metrics | None = None,
 ) -> Runtime:
     """Open the stores and build everything on them (see the module docstring)."""
     env = os.environ if environ is None else environ
@@ -303,6 +334,7 @@ async def open_runtime(
     catalogue = await open_catalogue(settings, migrate=migrate)
     try:
         blobs = CachedBlobStore(open_content_store(settings, env))
+        measured = metrics if metrics is not None else build_metrics(env)
         base_url = settings.public_base_url
         keys = KeyRing(base_url, refresh_interval=key_refresh_interval(settings))
         keys.load(await stored_keys(catalogue, settings), datetime.now(UTC))
@@ -313,7 +345,7 @@ async def open_runtime(
             blobs,
             catalogue,
             max_size=settings.max_binary_size,
-            screener=build_screener(settings),
+            screener=build_screener(settings, measured.verdict),
             inspector=build_inspector(settings),
         )
 
@@ -332,6 +364,8 @@ async def open_runtime(
             authenticator=build_authenticator(settings, verifier),
             clients=ClientStatusCache(active, settings.revocation_check_interval),
             audit=AuditLog(catalogue),
+            metrics=measured,
+            clamd=clamd_address(settings),
         )
     except BaseException:
         await catalogue.close()

@@ -273,8 +273,9 @@ async def test_discovery_is_not_audited_and_request_ids_are_echoed(
 ) -> None:
     before = len(await stored(app))
     for path in ["/fhir/metadata", "/fhir/.well-known/smart-configuration", "/outside"]:
-        response = await client.get(path)
-        assert "x-request-id" not in response.headers
+        response = await client.get(path, headers={"X-Request-Id": "probe-1"})
+        # Not audited, but every response carries its request id (api/observe.py).
+        assert response.headers["x-request-id"] == "probe-1"
     assert len(await stored(app)) == before
 
     plain = await client.get("/fhir/Binary/abc", headers=writer.headers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -17,11 +18,18 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from fhirbin.api.audit import AuditMiddleware, audit_log, start_audit, stop_audit
+from fhirbin.api.audit import (
+    AuditMiddleware,
+    audit_log,
+    request_id_of,
+    start_audit,
+    stop_audit,
+)
 from fhirbin.api.errors import error_response, exception_handlers
 from fhirbin.api.hotread import HotRead
 from fhirbin.api.limits import LimitsMiddleware
 from fhirbin.api.middleware import AuthMiddleware
+from fhirbin.api.observe import ObserveMiddleware
 from fhirbin.api.routes import routes
 from fhirbin.config import Settings
 from fhirbin.faults import DependencyUnavailable
@@ -38,6 +46,21 @@ async def _refresh_keys(runtime: Runtime) -> None:
             await runtime.refresh_keys()
         except DependencyUnavailable as fault:  # the next round tries again
             log.warning("signing keys not refreshed", reason=fault.detail)
+
+
+#: Seconds between two samples of the gauges no request sets (the audit backlog).
+GAUGE_INTERVAL = 1.0
+
+
+async def _every_second(runtime: Runtime) -> None:
+    """The audit backlog drains between requests too: sampled here, not per request. And the
+    access lines, written without a flush each (cli.configure_logging), leave standard error
+    within a second even when no other request comes."""
+    while True:
+        runtime.metrics.audit_backlog.set(runtime.audit.pending)
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        await asyncio.sleep(GAUGE_INTERVAL)
 
 
 #: What browser apps may send and read across origins (FHIR's headers included).
@@ -113,18 +136,29 @@ def create_app(
         opening = await open_runtime(settings, migrate=migrate) if runtime is None else runtime
         app.state.runtime = opening
         start_audit(opening)
-        refresher = asyncio.create_task(_refresh_keys(opening))
+        tasks = [
+            asyncio.create_task(_refresh_keys(opening)),
+            asyncio.create_task(_every_second(opening)),
+        ]
         try:
             yield
         finally:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await stop_audit(opening)  # flushes the buffered audit records
             if opened:
                 await opening.close()
 
     middleware = [
+        # Outermost: the request id, metrics and access line of every request
+        # (api/observe.py), the CORS preflights and the one-step reads included.
+        Middleware(
+            ObserveMiddleware,
+            runtime=current,
+            request_id=lambda scope: request_id_of(scope, current().audit.ids),
+        ),
         *_cors(settings),
         # Outside AuthMiddleware, so the requests it refuses are audited too.
         Middleware(AuditMiddleware, log=lambda: audit_log(current())),

@@ -78,6 +78,7 @@ __all__ = [
     "expunge_audit",
     "note_refusal",
     "read",
+    "request_id_of",
     "search",
     "start_audit",
     "stop_audit",
@@ -91,6 +92,10 @@ __all__ = [
 AUDIT_KEY = "fhirbin.audit"
 #: The request id (X-Request-Id) of the request, for handlers and logs.
 REQUEST_ID_KEY = "fhirbin.request_id"
+#: The request's fhir.audit.Interaction, when api/observe.py classified it already.
+INTERACTION_KEY = "fhirbin.interaction"
+#: The dependency a 503/507 blamed (``"database"``...), for the metrics (api/observe.py).
+FAULT_KEY = "fhirbin.fault"
 #: Why the request was refused: the OperationOutcome's diagnostics (set by api/errors.py).
 REFUSAL_KEY = "fhirbin.refusal"
 
@@ -147,7 +152,8 @@ def _audited(path: str) -> bool:
     return path not in _DISCOVERY and not path.startswith(_WELL_KNOWN)
 
 
-def _request_id(scope: Scope, ids: TimeOrderedIds) -> str:
+def request_id_of(scope: Scope, ids: TimeOrderedIds) -> str:
+    """``X-Request-Id`` when sent and well-formed, else a new id from ``ids``."""
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             text: str = value.decode("latin-1")
@@ -193,9 +199,11 @@ class AuditMiddleware:
             return
         started = datetime.now(UTC)
         audit = self.log()
-        request_id = _request_id(scope, audit.ids)
+        # Settled (and echoed) by api/observe.py when the app has it; else here.
+        settled: str | None = scope.get(REQUEST_ID_KEY)
+        request_id = settled if settled is not None else request_id_of(scope, audit.ids)
         scope[REQUEST_ID_KEY] = request_id
-        id_header = (b"x-request-id", request_id.encode("latin-1"))
+        extra = [] if settled is not None else [(b"x-request-id", request_id.encode("latin-1"))]
         sent = _Sent()
 
         async def counting_send(message: Message) -> None:
@@ -204,8 +212,9 @@ class AuditMiddleware:
                 sent.bytes += len(message.get("body", b""))
             elif kind == "http.response.start":
                 sent.status = message["status"]
-                sent.headers = [*message.get("headers", ()), id_header]
-                message = {**message, "headers": sent.headers}
+                sent.headers = [*message.get("headers", ()), *extra]
+                if extra:
+                    message = {**message, "headers": sent.headers}
             elif kind == "http.response.pathsend":
                 sent.bytes += _content_length(sent.headers)
             await send(message)
@@ -255,7 +264,9 @@ def _request_record(
         return None  # a write that stored its own record in its transaction
     elif status >= 400:
         detail = scope.get(REFUSAL_KEY)
-    interaction = classify(scope["method"], scope["path"][len(FHIR_PREFIX) :])
+    interaction = scope.get(INTERACTION_KEY) or classify(
+        scope["method"], scope["path"][len(FHIR_PREFIX) :]
+    )
     claims: AccessClaims | None = scope.get(CLAIMS_KEY)
     used = note.get("query")
     version = note.get("version", interaction.version)

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from fhirbin.api.audit import note_refusal
+from fhirbin.api.audit import FAULT_KEY, note_refusal
 from fhirbin.errors import (
     FhirbinError,
     InsufficientStorage,
@@ -107,6 +107,8 @@ def error_response(exc: Exception, scope: Scope | None = None) -> Response:
     if isinstance(exc, HTTPException):
         return error_response(_from_http_exception(exc), scope)
     if isinstance(exc, DependencyUnavailable | OutOfSpace):
+        if scope is not None:
+            scope[FAULT_KEY] = exc.dependency  # counted by api/observe.py
         return error_response(_from_fault(exc), scope)
     incident = str(uuid.uuid4())
     log.error("unhandled error", incident=incident, exc_info=exc)

@@ -19,7 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Receive, Scope, Send
 
-from fhirbin.api import audit, discovery, reads, searches, writes
+from fhirbin.api import audit, discovery, operate, reads, searches, writes
 from fhirbin.api.requests import runtime
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -58,6 +58,9 @@ def routes() -> list[BaseRoute]:
         route("/fhir/Binary/{id}/$expunge", POST=writes.expunge),
         route("/fhir/AuditEvent", GET=audit.search),
         route("/fhir/AuditEvent/{id}", GET=audit.read),
+        route("/healthz", GET=operate.healthz),
+        route("/readyz", GET=operate.readyz),
+        route("/metrics", GET=operate.metrics),
     ]
     return [*table, Fallback(table)]
 

@@ -57,6 +57,12 @@ class Screener:
     clamd: ClamdAddress | None = None
     fail_open: bool = False
     timeout: float = 30.0
+    #: hears each outcome: clean, malware, unscanned, unavailable, type-refused (metrics.py)
+    verdicts: Callable[[str], None] | None = None
+
+    def _heard(self, verdict: str) -> None:
+        if self.verdicts is not None:
+            self.verdicts(verdict)
 
     async def __call__(
         self,
@@ -64,7 +70,11 @@ class Screener:
         chunks: AsyncIterable[bytes],
         record: SniffRecord | None = None,
     ) -> AsyncIterator[bytes]:
-        self.policy.check_declared(declared_type)
+        try:
+            self.policy.check_declared(declared_type)
+        except Exception:
+            self._heard("type-refused")
+            raise
         iterator = aiter(chunks)
         head: list[bytes] = []
         if self.policy.sniffs:
@@ -78,7 +88,11 @@ class Screener:
             found = await asyncio.to_thread(sniff, b"".join(head)[:SNIFF_BYTES])
             if record is not None:  # for the inspection after staging (service.Inspector)
                 record.found = found
-            self.policy.check_content(declared_type, found)
+            try:
+                self.policy.check_content(declared_type, found)
+            except Exception:
+                self._heard("type-refused")
+                raise
         scan = await self._open_scan()
         try:
             for chunk in head:
@@ -120,20 +134,24 @@ class Screener:
         except ClamdError as exc:
             self._no_verdict(exc)
             return
-        if not verdict.clean:
-            log.warning(
-                "upload refused: malware found",
-                signature=verdict.signature,
-                declared_type=declared_type,
-                size=scan.sent,
-            )
-            raise UnprocessableContent(
-                f"The content was refused: the virus scanner found {verdict.signature}."
-            )
+        if verdict.clean:
+            self._heard("clean")
+            return
+        self._heard("malware")
+        log.warning(
+            "upload refused: malware found",
+            signature=verdict.signature,
+            declared_type=declared_type,
+            size=scan.sent,
+        )
+        raise UnprocessableContent(
+            f"The content was refused: the virus scanner found {verdict.signature}."
+        )
 
     def _no_verdict(self, exc: ClamdError) -> None:
         """No verdict: store unscanned (fail open, only for an outage) or refuse."""
         if isinstance(exc, ClamdLimitExceeded):
+            self._heard("unavailable")
             log.warning(
                 "upload refused: larger than clamd's StreamMaxLength", clamd=str(self.clamd)
             )
@@ -147,7 +165,9 @@ class Screener:
                 clamd=str(self.clamd),
                 error=str(exc),
             )
+            self._heard("unscanned")
             return
+        self._heard("unavailable")
         log.error("clamd unavailable: upload refused", clamd=str(self.clamd), error=str(exc))
         raise ServiceUnavailable(
             "The virus scanner is not available, so the content was not stored; try again later.",
