@@ -867,10 +867,19 @@ def export_command(
     resume (what is there already is skipped)."""
     with _session(server, client_id, client_secret) as session, _meter("export", None) as meter:
         outcome = transfer.export(session, folder, meter=meter)
-    for entry in outcome.done:
-        click.echo(json.dumps(entry) if as_json else f"{entry['id']}\t{entry['size']}")
+    lines = [f"{entry['id']}\t{entry['size']}" for entry in outcome.done]
+    _finish(outcome, "exported", "Binaries", lines, as_json)
+
+
+def _finish(
+    outcome: transfer.Outcome, verb: str, things: str, lines: list[str], as_json: bool
+) -> None:
+    """An export's or an import's result: a line (or JSON object) per Binary on stdout, the
+    counts on stderr, the exit code."""
+    for entry, line in zip(outcome.done, lines, strict=True):
+        click.echo(json.dumps(entry) if as_json else line)
     click.echo(
-        f"exported {len(outcome.done)} Binaries, {outcome.skipped} were there already, "
+        f"{verb} {len(outcome.done)} {things}, {outcome.skipped} were there already, "
         f"{len(outcome.failures)} failed",
         err=True,
     )
@@ -908,15 +917,9 @@ def import_command(
             session, folder, jobs=jobs, content_type=content_type,
             security_context=security_context, meter=meter,
         )  # fmt: skip
-    for entry in sorted(outcome.done, key=lambda e: str(e["file"])):
-        click.echo(json.dumps(entry) if as_json else f"{entry['file']}\t{entry['id']}")
-    click.echo(
-        f"imported {len(outcome.done)} files, {outcome.skipped} were there already, "
-        f"{len(outcome.failures)} failed",
-        err=True,
-    )
-    _failed(outcome.failures)
-    sys.exit(outcome.exit_code)
+    outcome.done.sort(key=lambda e: str(e["file"]))
+    lines = [f"{entry['file']}\t{entry['id']}" for entry in outcome.done]
+    _finish(outcome, "imported", "files", lines, as_json)
 
 
 @cli.command("config-docs")
