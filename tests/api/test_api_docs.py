@@ -14,6 +14,9 @@ from tests.support import BASE
 
 pytestmark = pytest.mark.anyio
 
+#: The docs show every interaction, $expunge among them (off by default).
+SETTINGS_OVERRIDES = {"allow_expunge": True}
+
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
 
