@@ -55,3 +55,16 @@ async def serving(settings: Settings) -> AsyncIterator[tuple[Starlette, httpx.As
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield application, http
+
+
+async def bearer_for(
+    app: Starlette, http: httpx.AsyncClient, scope: str = ALL_SCOPES
+) -> dict[str, str]:
+    """Authorization headers of a new client holding ``scope``, through the token endpoint."""
+    client_id, secret = await register(app, scope)
+    answer = await http.post(
+        "/fhir/auth/token",
+        data={"grant_type": "client_credentials", "scope": scope},
+        auth=(client_id, secret),
+    )
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}

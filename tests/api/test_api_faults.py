@@ -15,13 +15,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from starlette.applications import Starlette
 
 from fhirbin.config import Settings, load_settings
 from tests.pg_support import PostgresCluster
 from tests.s3_support import Seaweed, start_seaweed
 from tests.storage.support import tiny_filesystem
-from tests.support import ALL_SCOPES, BASE, register, serving
+from tests.support import BASE, bearer_for, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -41,16 +40,6 @@ def own_postgres() -> Iterator[PostgresCluster]:
 def own_seaweed(tmp_path: Path) -> Iterator[Seaweed]:
     with start_seaweed(tmp_path / "seaweed") as server:
         yield server
-
-
-async def _token(app: Starlette, http: httpx.AsyncClient) -> dict[str, str]:
-    client_id, secret = await register(app)
-    answer = await http.post(
-        "/fhir/auth/token",
-        data={"grant_type": "client_credentials", "scope": ALL_SCOPES},
-        auth=(client_id, secret),
-    )
-    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
 
 
 def _settings(tmp_path: Path, **values: object) -> Settings:
@@ -79,7 +68,7 @@ async def test_a_database_outage_is_503_and_service_resumes(
         revocation_check_interval=0,
     )
     async with serving(settings) as (app, http):
-        auth = await _token(app, http)
+        auth = await bearer_for(app, http)
         created = await http.post(
             "/fhir/Binary", content=LARGE, headers={**auth, "Content-Type": "image/png"}
         )
@@ -115,7 +104,7 @@ async def test_a_content_store_outage_is_503_and_service_resumes(
         s3_endpoint_url=own_seaweed.endpoint,
     )
     async with serving(settings) as (app, http):
-        auth = await _token(app, http)
+        auth = await bearer_for(app, http)
         created = await http.post(
             "/fhir/Binary", content=LARGE, headers={**auth, "Content-Type": "image/png"}
         )
@@ -143,7 +132,7 @@ async def test_a_full_disk_is_507_leaves_nothing_and_heals(tmp_path: Path) -> No
     with tiny_filesystem(tmp_path / "tiny", size_kib=6 * 1024) as root:
         settings = _settings(root, max_binary_size=64 * 1024 * 1024)
         async with serving(settings) as (app, http):
-            auth = await _token(app, http)
+            auth = await bearer_for(app, http)
 
             async def body() -> AsyncIterator[bytes]:
                 for _ in range(16):

@@ -14,7 +14,6 @@ import anyio
 import httpx
 import pytest
 import structlog
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,7 +21,7 @@ from fhirbin.api import reads
 from fhirbin.config import Settings, load_settings
 from tests.clamd_support import Clamd, start_clamd
 from tests.pg_support import PostgresCluster
-from tests.support import ALL_SCOPES, BASE, register, serving
+from tests.support import BASE, bearer_for, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -34,16 +33,6 @@ def _settings(tmp_path: Path, **values: object) -> Settings:
         {},
         {"data_dir": tmp_path / "data", "base_url": BASE, "revocation_check_interval": 60} | values,
     )
-
-
-async def _auth(app: Starlette, http: httpx.AsyncClient) -> dict[str, str]:
-    client_id, secret = await register(app)
-    answer = await http.post(
-        "/fhir/auth/token",
-        data={"grant_type": "client_credentials", "scope": ALL_SCOPES},
-        auth=(client_id, secret),
-    )
-    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -85,7 +74,7 @@ async def test_readyz_is_503_naming_a_stopped_database_and_nothing_sensitive(
 ) -> None:
     url = own_postgres.migrated_database()
     async with serving(_settings(tmp_path, database_url=url)) as (app, http):
-        auth = await _auth(app, http)
+        auth = await bearer_for(app, http)
         assert (await http.get("/readyz")).status_code == 200
         own_postgres.stop()
         try:
@@ -122,7 +111,7 @@ async def test_readyz_checks_clamd_when_configured_and_counts_verdicts(
 ) -> None:
     settings = _settings(tmp_path, clamav=own_clamd.tcp_url, deny_types="text/html")
     async with serving(settings) as (app, http):
-        auth = await _auth(app, http)
+        auth = await bearer_for(app, http)
         assert (await http.get("/readyz")).status_code == 200
         stored = await http.post(
             "/fhir/Binary", content=b"plain", headers={**auth, "Content-Type": "text/plain"}
@@ -160,7 +149,7 @@ async def test_metrics_count_requests_by_interaction_and_status_hot_reads_includ
 
     monkeypatch.setattr(reads, "read", counted)
     async with serving(_settings(tmp_path)) as (app, http):
-        auth = await _auth(app, http)
+        auth = await bearer_for(app, http)
         created = await http.post(
             "/fhir/Binary", content=b"x" * 1000, headers={**auth, "Content-Type": OCTETS}
         )
@@ -222,7 +211,7 @@ async def test_one_access_line_per_request_with_its_request_id_and_never_the_tok
     tmp_path: Path,
 ) -> None:
     async with serving(_settings(tmp_path)) as (app, http):
-        auth = await _auth(app, http)
+        auth = await bearer_for(app, http)
         created = await http.post(
             "/fhir/Binary", content=b"secret content", headers={**auth, "Content-Type": OCTETS}
         )
@@ -285,7 +274,7 @@ def test_the_grafana_dashboard_queries_only_metrics_fhirbin_exports() -> None:
 
 async def test_an_upload_in_progress_is_counted_in_flight(tmp_path: Path) -> None:
     async with serving(_settings(tmp_path)) as (app, http):
-        auth = await _auth(app, http)
+        auth = await bearer_for(app, http)
         halfway = anyio.Event()
         finish = anyio.Event()
 
