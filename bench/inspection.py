@@ -24,6 +24,7 @@ from pathlib import Path
 
 from fhirbin.config import load_settings
 from fhirbin.runtime import open_runtime
+from fhirbin.security.access import system_access
 from tests.inspection.corpus import pdf
 
 MiB = 1024 * 1024
@@ -58,13 +59,14 @@ async def upload_rate(
         {}, {"data_dir": work / mode, "inspect": mode, "max_binary_size": 1024 * MiB}
     )
     runtime = await open_runtime(settings)
+    access = system_access(runtime.base_url)
     rates: dict[str, float] = {}
     try:
         for name, (path, content_type) in files.items():
             seconds = []
             for _ in range(runs):
                 start = time.perf_counter()
-                await runtime.service.create(content_type, None, chunks(path))
+                await runtime.service.create(content_type, None, chunks(path), access=access)
                 seconds.append(time.perf_counter() - start)
             rates[name] = path.stat().st_size / MiB / statistics.median(seconds)
         tiny = pdf(b"", b"<< /Length 4000 >>\nstream\n" + b"x" * 4000 + b"\nendstream")
@@ -75,7 +77,7 @@ async def upload_rate(
             async def once(data: bytes = body) -> AsyncIterator[bytes]:
                 yield data
 
-            await runtime.service.create("application/pdf", None, once())
+            await runtime.service.create("application/pdf", None, once(), access=access)
         rates["small PDF uploads/s"] = small / (time.perf_counter() - start)
     finally:
         await runtime.close()

@@ -9,13 +9,15 @@ removes). Reads are one indexed catalogue query followed by a stream from the co
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
 
-from fhirbin.errors import Gone, NotFound, PayloadTooLarge, PreconditionFailed
+from fhirbin.errors import Forbidden, Gone, NotFound, PayloadTooLarge, PreconditionFailed
+from fhirbin.fhir.dates import datetime_to_us
 from fhirbin.fhir.ids import new_id
 from fhirbin.metadata.base import (
     AuditRecord,
@@ -23,9 +25,11 @@ from fhirbin.metadata.base import (
     CatalogueQuery,
     Expunged,
     HistoryQuery,
+    Keyset,
     MetadataStore,
     VersionConflict,
 )
+from fhirbin.security.access import Access
 from fhirbin.security.sniff import Sniffed, SniffRecord
 from fhirbin.storage.base import BlobInfo, StagedBlob
 from fhirbin.storage.cached import CachedBlobStore
@@ -39,9 +43,6 @@ Precondition = Callable[[int | None], bool]
 #: 412 (only If-Match can fail a write), so only the request's own time limits bound them.
 _FIRST_PAUSE = 0.002
 _MAX_PAUSE = 0.2
-
-#: Raises for a Binary (id, security context) the caller may not see (api/access.py).
-Visibility = Callable[[str, str | None], None]
 
 #: Builds the audit record of a write once its version is known; stored in the same
 #: transaction as the version (issue: audit "in the same transaction as writes").
@@ -148,9 +149,12 @@ class BinaryService:
         content_type: str,
         security_context: str | None,
         chunks: AsyncIterable[bytes],
+        *,
+        access: Access,
         audit: AuditFor | None = None,
     ) -> BinaryVersion:
         """Store new content under a server-assigned id (R4 http.html#create) as version 1."""
+        access.check_write(security_context)
         staged = await self._stage(content_type, chunks)
 
         async def add(blob: BlobInfo) -> BinaryVersion:
@@ -171,6 +175,8 @@ class BinaryService:
         security_context: str | None,
         chunks: AsyncIterable[bytes],
         precondition: Precondition | None = None,
+        *,
+        access: Access,
         audit: AuditFor | None = None,
     ) -> tuple[BinaryVersion, bool]:
         """PUT: a new version of ``binary_id``, or version 1 (update-as-create,
@@ -182,8 +188,12 @@ class BinaryService:
         the next version number to another node also gets 412: the (id, version) unique key
         decides, not a lock in this process (R4 http.html#concurrency). Without one, a writer
         that loses the race takes the next number, after a short random pause, until it lands.
+        A Binary ``access`` may not see is a 404; one it may not write is a 403.
         """
         current = await self.catalogue.current(binary_id)
+        if current is not None:
+            access.hide(binary_id, current.security_context)
+        access.check_write(security_context)
         self._check(binary_id, current, precondition)
         staged = await self._stage(content_type, chunks)
         created = False
@@ -219,6 +229,8 @@ class BinaryService:
         self,
         binary_id: str,
         precondition: Precondition | None = None,
+        *,
+        access: Access,
         audit: AuditFor | None = None,
     ) -> BinaryVersion | None:
         """DELETE: a deletion marker as the next version; unknown or deleted ids are a no-op.
@@ -227,6 +239,8 @@ class BinaryService:
         succeeds (docs/decisions.md#delete-is-idempotent), and history keeps every version.
         """
         current = await self.catalogue.current(binary_id)
+        if current is not None:
+            access.hide(binary_id, current.security_context)
         self._check(binary_id, current, precondition)
         if current is None or current.deleted:
             return None
@@ -247,20 +261,46 @@ class BinaryService:
                 raise _lost_race(binary_id) from None
             # someone updated meanwhile: delete their version
             await _backoff(_FIRST_PAUSE)
-            return await self.delete(binary_id, audit=audit)
+            return await self.delete(binary_id, access=access, audit=audit)
         return marker
 
-    async def expunge(self, binary_id: str, audit: AuditRecord | None = None) -> Expunged | None:
+    async def expunge(
+        self, binary_id: str, access: Access, audit: AuditRecord | None = None
+    ) -> Expunged:
         """$expunge: every version of ``binary_id`` removed from the catalogue (with ``audit``
         in the same transaction), then each content no remaining version names removed from the
-        store; None when the id has no versions (docs/decisions.md#expunge)."""
+        store; NotFound when the id has no versions (docs/decisions.md#expunge). A patient-bound
+        ``access`` erases only what was always its patient's, every version."""
+        current = await self.catalogue.current(binary_id)
+        if current is None:
+            raise NotFound(f"Binary/{binary_id} is not known to this server.")
+        access.hide(binary_id, current.security_context)
+        if access.patient is not None:
+            await self._check_every_version(access, binary_id)
         gone = await self.catalogue.expunge(binary_id, audit)
         if gone is None:
-            return None
+            raise NotFound(f"Binary/{binary_id} is not known to this server.")
         unused = gone.contents - await self.catalogue.referenced(gone.contents)
         for key in sorted(unused):
             await self.blobs.delete(key)
         return gone
+
+    async def _check_every_version(self, access: Access, binary_id: str) -> None:
+        query = HistoryQuery(binary_id=binary_id, limit=_CHECK_PAGE)
+        while True:
+            page = await self.catalogue.history(query)
+            for version in page:
+                if not access.may_see(version.security_context):
+                    raise Forbidden(
+                        f"An earlier version of Binary/{binary_id} belongs to another patient: "
+                        "this token may not expunge it."
+                    )
+            if len(page) < _CHECK_PAGE:
+                return
+            last = page[-1]
+            query = replace(
+                query, after=Keyset(datetime_to_us(last.last_updated), last.id, last.version)
+            )
 
     def _version(
         self,
@@ -294,56 +334,76 @@ class BinaryService:
                 expression="http.If-Match",
             )
 
-    async def vread(
-        self, binary_id: str, version_id: int, visible: Visibility | None = None
-    ) -> BinaryVersion:
-        """One version (R4 http.html#vread): 404 if unknown, 410 if it is a deletion."""
+    async def vread(self, binary_id: str, version_id: int, access: Access) -> BinaryVersion:
+        """One version (R4 http.html#vread): 404 if unknown or hidden from ``access``, 410 if
+        it is a deletion."""
         version = await self.catalogue.get_version(binary_id, version_id)
         if version is None:
             raise NotFound(f"Binary/{binary_id} has no version {version_id}.")
-        if visible is not None:
-            visible(binary_id, version.security_context)
+        access.hide(binary_id, version.security_context)
         if version.deleted:
             raise Gone(f"Version {version_id} of Binary/{binary_id} is a deletion.")
         return version
 
     async def search(
-        self, query: CatalogueQuery, *, with_total: bool
+        self, query: CatalogueQuery, access: Access, *, with_total: bool
     ) -> tuple[list[BinaryVersion], int | None]:
+        """A page of current versions (and the total when asked), limited to what ``access``
+        may see. A search by a few ids and nothing else is answered by looking each id up
+        (the path a plain read takes, remembered between writes): same rows, same order."""
+        query = replace(query, security_contexts=access.contexts())
+        if _by_ids_only(query):
+            return await self._search_ids(query, with_total)
         rows = await self.catalogue.search(query) if query.limit > 0 else []
         total = await self.catalogue.count(query) if with_total else None
         return rows, total
 
-    async def history(
-        self, query: HistoryQuery, *, with_total: bool
+    async def _search_ids(
+        self, query: CatalogueQuery, with_total: bool
     ) -> tuple[list[BinaryVersion], int | None]:
+        assert query.ids is not None
+        contexts = query.security_contexts
+        found = []
+        for binary_id in query.ids:
+            version = await self.catalogue.current(binary_id)
+            if (
+                version is not None
+                and not version.deleted
+                and (contexts is None or version.security_context in contexts)
+            ):
+                found.append(version)
+        # The catalogue's search order: lastUpdated, then id (metadata/queries.py).
+        found.sort(key=lambda v: (v.last_updated, v.id), reverse=query.descending)
+        return found[: query.limit], len(found) if with_total else None
+
+    async def history(
+        self, binary_id: str | None, query: HistoryQuery, access: Access, *, with_total: bool
+    ) -> tuple[list[BinaryVersion], int | None]:
+        """A page of versions, newest first (R4 http.html#history), of one Binary (404 when
+        unknown or hidden from ``access``) or of all, limited to what ``access`` may see."""
+        if binary_id is not None:
+            current = await self.catalogue.current(binary_id)
+            if current is None:
+                raise NotFound(f"Binary/{binary_id} is not known to this server.")
+            access.hide(binary_id, current.security_context)
+        query = replace(query, binary_id=binary_id, security_contexts=access.contexts())
         rows = await self.catalogue.history(query) if query.limit > 0 else []
         total = await self.catalogue.count_history(query) if with_total else None
         return rows, total
 
-    async def read(self, binary_id: str, visible: Visibility | None = None) -> BinaryVersion:
+    async def read(self, binary_id: str, access: Access) -> BinaryVersion:
         """The current version; NotFound if never stored, Gone if deleted (R4 http.html#read).
 
-        ``visible`` raises (a NotFound) for a Binary the caller may not know about; it runs
-        before the deleted check, so a hidden deleted Binary is a 404, not a 410.
+        A Binary ``access`` may not see is a NotFound, checked before the deleted check, so a
+        hidden deleted Binary is a 404, not a 410.
         """
         version = await self.catalogue.current(binary_id)
         if version is None:
             raise NotFound(f"Binary/{binary_id} is not known to this server.")
-        if visible is not None:
-            visible(binary_id, version.security_context)
+        access.hide(binary_id, version.security_context)
         if version.deleted:
             raise Gone(f"Binary/{binary_id} has been deleted.")
         return version
-
-    async def search_ids(self, id_sets: Sequence[frozenset[str]] | None) -> list[BinaryVersion]:
-        """Current versions matching every OR-set of ids (R4 search.html#combining)."""
-        if id_sets is None:
-            return await self.catalogue.current_all()
-        wanted = frozenset.intersection(*id_sets) if id_sets else frozenset()
-        if not wanted:
-            return []
-        return await self.catalogue.current_many(sorted(wanted))
 
     def content(
         self, version: BinaryVersion, start: int = 0, end: int | None = None
@@ -367,6 +427,22 @@ class BinaryService:
     def content_path(self, version: BinaryVersion) -> Path | None:
         """A local file holding the content, when the store has one (zero-copy sending)."""
         return self.blobs.open(_key(version)).path
+
+
+#: Versions read per page when a patient-bound token's right to expunge is checked.
+_CHECK_PAGE = 1000
+#: A search naming at most this many ids, and nothing else, looks each one up.
+_FEW_IDS = 20
+
+
+def _by_ids_only(query: CatalogueQuery) -> bool:
+    return (
+        query.ids is not None
+        and len(query.ids) <= _FEW_IDS
+        and not query.updated
+        and query.after is None
+        and query.before is None
+    )
 
 
 def _lost_race(binary_id: str) -> PreconditionFailed:

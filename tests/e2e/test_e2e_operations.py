@@ -19,6 +19,7 @@ from fhirbin.config import Settings, load_settings
 from fhirbin.metadata.base import BinaryVersion
 from fhirbin.metadata.migrate import MIGRATIONS
 from fhirbin.runtime import open_runtime
+from fhirbin.security.access import system_access
 from tests.e2e.conftest import FHIRBIN, free_port
 from tests.pg_support import PostgresCluster
 from tests.s3_support import Seaweed
@@ -47,15 +48,18 @@ def _fill(settings: Settings, contents: list[bytes]) -> list[BinaryVersion]:
 
     async def work() -> list[BinaryVersion]:
         runtime = await open_runtime(settings)
+        access = system_access(runtime.base_url)
         try:
             made = [
-                await runtime.service.create("application/octet-stream", "Patient/1", _one(c))
+                await runtime.service.create(
+                    "application/octet-stream", "Patient/1", _one(c), access=access
+                )
                 for c in contents
             ]
             updated, _ = await runtime.service.update(
-                made[0].id, "text/plain", None, _one(b"second version")
+                made[0].id, "text/plain", None, _one(b"second version"), access=access
             )
-            await runtime.service.delete(made[-1].id)
+            await runtime.service.delete(made[-1].id, access=access)
             return [updated, *made[1:]]
         finally:
             await runtime.close()

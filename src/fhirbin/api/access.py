@@ -1,80 +1,18 @@
-"""Who may touch which Binary: SMART scopes, and securityContext for patient-bound tokens.
-
-R4 binary.html "Security": a Binary's ``securityContext`` names the resource whose access rules
-apply to it. Binary belongs to no compartment, so SMART ``patient/`` and ``user/`` scopes have
-no meaning of their own on it (docs/decisions.md#patient-scopes-and-security-context): fhirbin
-lets such tokens, when they carry a patient in context, read, search and write only the
-Binaries whose securityContext is that Patient (relative ``Patient/<id>`` or absolute on this
-server); everything else is a 404 to them, so existence is not revealed (R4
-security.html#AccessDenied).
-``system/`` scopes are unaffected.
-"""
+"""The access a request's token grants (security/access.py), from its RequestContext."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from starlette.requests import Request
 
-from fhirbin.api.middleware import CLAIMS_KEY
-from fhirbin.auth.scopes import allows, needed_scope
-from fhirbin.auth.tokens import AccessClaims
-from fhirbin.errors import Forbidden, HiddenByPolicy
+from fhirbin.api.context import context_of
+from fhirbin.security.access import Access, grant
 
-_ACTION_NAMES = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
-
-
-@dataclass(frozen=True)
-class Access:
-    """What a request may do: ``patient`` None means system-wide access."""
-
-    claims: AccessClaims
-    patient: str | None
-    base_url: str
-
-    def contexts(self) -> frozenset[str] | None:
-        """The securityContext values this access is limited to (None: no limit)."""
-        if self.patient is None:
-            return None
-        return frozenset({f"Patient/{self.patient}", f"{self.base_url}/Patient/{self.patient}"})
-
-    def may_see(self, security_context: str | None) -> bool:
-        allowed = self.contexts()
-        return allowed is None or security_context in allowed
-
-    def hide(self, binary_id: str, security_context: str | None) -> None:
-        """A Binary outside this access is a 404, exactly like an unknown one."""
-        if not self.may_see(security_context):
-            raise HiddenByPolicy(f"Binary/{binary_id} is not known to this server.")
-
-    def check_write(self, security_context: str | None) -> None:
-        """A patient-bound token may only write Binaries bound to its patient."""
-        if not self.may_see(security_context):
-            raise Forbidden(
-                f"This token may only write Binaries whose securityContext is "
-                f"Patient/{self.patient} (send X-Security-Context: Patient/{self.patient})."
-            )
+__all__ = ["Access", "authorize"]
 
 
 def authorize(request: Request, action: str) -> Access:
-    """The access a request's token grants for ``action`` (c r u d s) on Binary.
-
-    SMART scopes-and-launch-context: a ``system/`` scope with the letter grants it outright; a
-    ``patient/`` or ``user/`` scope grants it only within the token's patient context.
-    """
-    claims: AccessClaims = request.scope[CLAIMS_KEY]
-    base_url: str = request.app.state.runtime.base_url
-    if allows(claims.scope, action):
-        return Access(claims, None, base_url)
-    if allows(claims.scope, action, contexts=("patient", "user")):
-        if not claims.patient:
-            raise Forbidden(
-                "patient/ and user/ scopes need a patient in context (the token has none)."
-            )
-        return Access(claims, claims.patient.removeprefix("Patient/"), base_url)
-    needed = needed_scope(action)
-    raise Forbidden(
-        f"The access token's scopes do not allow {_ACTION_NAMES[action]} on Binary "
-        f"(needs {needed}).",
-        scope=needed,
-    )
+    """The access the request's verified token grants for ``action`` (c r u d s) on Binary;
+    a 403 when its scopes grant none (security/access.py)."""
+    claims = context_of(request.scope).claims
+    assert claims is not None, "AuthMiddleware lets no request without a token through"
+    return grant(claims, action, request.app.state.runtime.base_url)

@@ -26,7 +26,7 @@ from fhirbin.api.audit import (
     stop_audit,
 )
 from fhirbin.api.errors import error_response, exception_handlers
-from fhirbin.api.hotread import HotRead
+from fhirbin.api.fastlane import FastLane
 from fhirbin.api.limits import LimitsMiddleware
 from fhirbin.api.middleware import AuthMiddleware
 from fhirbin.api.observe import ObserveMiddleware
@@ -110,12 +110,12 @@ def _cors(settings: Settings) -> list[Middleware]:
     ]
 
 
-def _hot_read(settings: Settings, current: Callable[[], Runtime]) -> list[Middleware]:
-    """The one-step lane for plain reads (api/hotread.py); without it when rate limiting is on,
-    since LimitsMiddleware must count every request."""
+def _fast_lane(settings: Settings, current: Callable[[], Runtime]) -> list[Middleware]:
+    """The fast lane for reads and searches (api/fastlane.py); without it when rate limiting
+    is on, since LimitsMiddleware must count every request."""
     if settings.rate_limit > 0:
         return []
-    return [Middleware(HotRead, runtime=current, max_header_size=settings.max_header_size)]
+    return [Middleware(FastLane, runtime=current, max_header_size=settings.max_header_size)]
 
 
 def create_app(
@@ -162,7 +162,7 @@ def create_app(
         *_cors(settings),
         # Outside AuthMiddleware, so the requests it refuses are audited too.
         Middleware(AuditMiddleware, log=lambda: audit_log(current())),
-        *_hot_read(settings, current),
+        *_fast_lane(settings, current),
         Middleware(
             AuthMiddleware,
             authenticator=lambda: current().authenticator,

@@ -46,6 +46,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fhirbin.api.context import context_of
 from fhirbin.api.middleware import CLAIMS_KEY, FHIR_PREFIX
 from fhirbin.api.render import media_type, pretty, resource_bytes, resource_response
 from fhirbin.api.requests import runtime
@@ -239,7 +240,12 @@ def _request_record(
     sent: _Sent,
     failure: BaseException | None,
 ) -> AuditRecord | None:
-    note: dict[str, Any] = scope.get(AUDIT_KEY) or {}
+    note: dict[str, Any] = dict(scope.get(AUDIT_KEY) or {})
+    context = context_of(scope)  # interim: the facts the read path leaves in the context
+    if context.version is not None:
+        note["version"] = context.version
+    if context.query is not None:
+        note["query"] = context.query
     status = sent.status
     detail: str | None = None
     if failure is not None:

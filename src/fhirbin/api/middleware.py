@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fhirbin.api.context import context_of
 from fhirbin.auth.revocation import ClientStatusCache
 from fhirbin.auth.tokens import AccessClaims
 from fhirbin.errors import BadRequest, FhirbinError, Unauthorized
@@ -57,10 +58,11 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            _refuse_query_token(scope)
+            refuse_query_token(scope)
             path: str = scope["path"]
             if _protected(path):
-                scope[CLAIMS_KEY] = await self._authenticate(scope)
+                claims = await self._authenticate(scope)
+                scope[CLAIMS_KEY] = context_of(scope).claims = claims
         except (FhirbinError, DependencyUnavailable, OutOfSpace) as exc:
             # Rendered here: past this middleware Starlette's outer error handler would answer
             # and then re-raise it to the server as if it were a crash.
@@ -99,7 +101,7 @@ def _protected(path: str) -> bool:
     return path not in PUBLIC_PATHS
 
 
-def _refuse_query_token(scope: Scope) -> None:
+def refuse_query_token(scope: Scope) -> None:
     """docs/decisions.md#no-tokens-in-urls (RFC 6750 §2.3 discourages it): tokens in URLs end
     up in logs; refuse them."""
     query: bytes = scope.get("query_string", b"")

@@ -46,7 +46,12 @@ def media_type(fmt: Representation) -> str:
 
 def pretty(request: Request) -> bool:
     """``_pretty=true|false`` (R4 http.html#parameters); anything else is a 400."""
-    value = request.query_params.get("_pretty")
+    return pretty_value(request.query_params.get("_pretty"))
+
+
+def pretty_value(value: str | None) -> bool:
+    """The ``_pretty`` parameter's value (None: absent) as a flag; anything but true or
+    false is a 400."""
     if value is None or value == "false":
         return False
     if value == "true":
@@ -103,7 +108,7 @@ def binary_stream(
     nested: bool = False,
 ) -> AsyncIterator[bytes]:
     """The FHIR form of one Binary version, streamed (base64 encoded chunk by chunk)."""
-    small = _without_data(version, fmt, pretty, subset, nested)
+    small = without_data(version, fmt, pretty, subset, nested)
     if small is not None:
         return _once(small)
     content = service.content(version)
@@ -112,7 +117,7 @@ def binary_stream(
     return binary_json_stream(version, content, pretty=pretty, elements=subset.elements)
 
 
-def _without_data(
+def without_data(
     version: BinaryVersion, fmt: Representation, pretty: bool, subset: Subset, nested: bool
 ) -> bytes | None:
     """The whole FHIR form when ``subset`` leaves ``data`` out (nothing to stream), else None.
@@ -132,7 +137,7 @@ def _without_data(
 def binary_length(
     version: BinaryVersion, fmt: Representation, pretty: bool, subset: Subset = FULL
 ) -> int:
-    small = _without_data(version, fmt, pretty, subset, nested=False)
+    small = without_data(version, fmt, pretty, subset, nested=False)
     if small is not None:
         return len(small)
     if fmt is Representation.FHIR_XML:

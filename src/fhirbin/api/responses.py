@@ -26,36 +26,59 @@ FHIR_JSON = "application/fhir+json; charset=utf-8"
 
 
 class StreamedResponse(Response):
+    """A planned answer (api/reading.py): a status, headers (``headers``, or already encoded
+    ``raw_headers``) and the body's source: ``content`` in memory, a local file ``path``
+    (sent by pathsend when the server offers it, else ``body``), or the ``body`` stream.
+    ``gather``: the stream is small; it is read whole before the status, and sent at once
+    with its Content-Length."""
+
     def __init__(
         self,
         *,
         status_code: int,
-        headers: Mapping[str, str],
+        headers: Mapping[str, str] | None = None,
+        raw_headers: list[tuple[bytes, bytes]] | None = None,
         body: AsyncIterable[bytes] | None = None,
         path: Path | None = None,
         content: bytes | None = None,
+        gather: bool = False,
     ) -> None:
         self.status_code = status_code
         self.background = None
         self.body_iter = body
         self.path = path
         self.content = content
-        self.raw_headers = encode_headers(headers)
+        self.gather = gather
+        self._first = b""
+        self.raw_headers = raw_headers if raw_headers is not None else encode_headers(headers or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        streamed = (
+        await self.prepare(scope)
+        await self.send_prepared(scope, send)
+
+    def _pathsend(self, scope: Scope) -> bool:
+        return self.path is not None and "http.response.pathsend" in scope.get("extensions", {})
+
+    async def prepare(self, scope: Scope) -> None:
+        """Read what must be read before the status: a gathered body whole, else a stream's
+        first chunk, so that a store that cannot be read now (faults.py) becomes an error
+        answer instead of a 200 with a cut body. Raises before anything is sent."""
+        if self.gather and self.content is None and self.body_iter is not None:
+            self.content = b"".join([chunk async for chunk in self.body_iter])
+            self.body_iter = None
+            length = str(len(self.content)).encode("latin-1")
+            self.raw_headers = [*self.raw_headers, (b"content-length", length)]
+        self._first = b""
+        if (
             scope["method"] != "HEAD"
             and self.content is None
-            and not (
-                self.path is not None and "http.response.pathsend" in scope.get("extensions", {})
-            )
-        )
-        first = b""
-        if streamed and self.body_iter is not None:
-            # The first chunk before the status: a store that cannot be read now (faults.py)
-            # becomes a 503 OperationOutcome instead of a 200 with a cut body.
+            and not self._pathsend(scope)
+            and self.body_iter is not None
+        ):
             self.body_iter = aiter(self.body_iter)
-            first = await anext(self.body_iter, b"")
+            self._first = await anext(self.body_iter, b"")
+
+    async def send_prepared(self, scope: Scope, send: Send) -> None:
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
@@ -66,11 +89,11 @@ class StreamedResponse(Response):
         if self.content is not None:
             await send({"type": "http.response.body", "body": self.content, "more_body": False})
             return
-        if self.path is not None and "http.response.pathsend" in scope.get("extensions", {}):
+        if self._pathsend(scope):
             await send({"type": "http.response.pathsend", "path": str(self.path)})
             return
-        if first:
-            await send({"type": "http.response.body", "body": first, "more_body": True})
+        if self._first:
+            await send({"type": "http.response.body", "body": self._first, "more_body": True})
         if self.body_iter is not None:
             async for chunk in self.body_iter:
                 if chunk:

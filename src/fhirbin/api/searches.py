@@ -9,14 +9,18 @@ GET works after a POST search and pages do not shift when Binaries are added mea
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhirbin.api.access import authorize
-from fhirbin.api.render import Entry, Subset, bundle_response, pretty
+from fhirbin.api.access import Access, authorize
+from fhirbin.api.context import RequestContext, context_of
+from fhirbin.api.reading import ReadAsk, ask_of
+from fhirbin.api.render import Entry, Subset, bundle_response
 from fhirbin.api.requests import parse_form, read_body, runtime
+from fhirbin.api.responses import StreamedResponse
 from fhirbin.errors import UnsupportedMediaType
 from fhirbin.fhir.binary import etag, instant
 from fhirbin.fhir.dates import datetime_to_us
@@ -32,6 +36,9 @@ from fhirbin.metadata.base import (
     UpdatedRange,
 )
 
+if TYPE_CHECKING:
+    from fhirbin.runtime import Runtime
+
 FORM = "application/x-www-form-urlencoded"
 #: A POSTed search is a handful of parameters; anything bigger is not a search.
 MAX_FORM_BODY = 1024 * 1024
@@ -39,52 +46,44 @@ DEFAULT_COUNT = 20
 MAX_COUNT = 1000
 
 
-async def _params(request: Request) -> list[tuple[str, str]]:
-    params: list[tuple[str, str]] = list(request.query_params.multi_items())
-    if request.method == "POST":
-        content_type = request.headers.get("content-type", "")
+async def search(request: Request) -> Response:
+    """GET [base]/Binary?… and POST [base]/Binary/_search (R4 http.html#search)."""
+    access = authorize(request, "s")
+    scope = request.scope
+
+    async def form() -> bytes:
+        return await read_body(request, MAX_FORM_BODY)
+
+    return await search_binaries(runtime(request), access, ask_of(scope), form, context_of(scope))
+
+
+async def search_binaries(
+    rt: Runtime,
+    access: Access,
+    ask: ReadAsk,
+    form: Callable[[], Awaitable[bytes]],
+    context: RequestContext,
+) -> StreamedResponse:
+    """The searchset Bundle a search asks for (both lanes, api/reading.py); ``form`` reads
+    a POSTed form body, asked for only once its Content-Type is checked."""
+    params = list(ask.params)
+    if ask.method == "POST":
+        content_type = ask.content_type or ""
         if media_type_essence(content_type) != FORM:
             raise UnsupportedMediaType(
                 f"POST _search takes {FORM}, not {content_type or 'an untyped body'}.",
                 expression="http.Content-Type",
             )
-        params += parse_form(await read_body(request, MAX_FORM_BODY))
-    return params
-
-
-def _format(request: Request, params: Sequence[tuple[str, str]]) -> Representation:
-    formats = [value for key, value in params if key == "_format"]
-    return fhir_format(formats[-1] if formats else None, request.headers.get("accept"))
-
-
-def _strict(request: Request) -> bool:
-    return prefer_handling(request.headers.get("prefer")) == "strict"
-
-
-def _keyset(cursor: Cursor | None, direction: str) -> Keyset | None:
-    if cursor is None or cursor.direction != direction:
-        return None
-    return Keyset(cursor.last_updated_us, cursor.id, cursor.version)
-
-
-def _key(version: BinaryVersion, direction: str) -> str:
-    us = datetime_to_us(version.last_updated)
-    return encode_cursor(direction, us, version.id, version.version)
-
-
-async def search(request: Request) -> Response:
-    """GET [base]/Binary?… and POST [base]/Binary/_search (R4 http.html#search)."""
-    access = authorize(request, "s")
-    params = await _params(request)
-    fmt = _format(request, params)
+        params += parse_form(await form())
+    fmt = _format(ask, params)
     query = parse_binary_search(
         params,
-        _strict(request),
+        _strict(ask),
         now_us=time.time_ns() // 1000,
         default_count=DEFAULT_COUNT,
         max_count=MAX_COUNT,
     )
-    request.scope["fhirbin.audit"] = {"query": query.used}  # api/audit.py
+    context.query = query.used  # the audit record's query
     cursor = decode_cursor(query.page) if query.page else None
     ids = None
     if query.ids is not None:
@@ -93,14 +92,12 @@ async def search(request: Request) -> Response:
     catalogue_query = CatalogueQuery(
         ids=ids,
         updated=tuple(UpdatedRange(u.lower_us, u.upper_us, u.inside) for u in query.updated),
-        security_contexts=access.contexts(),
         descending=query.descending,
         after=_keyset(cursor, "next"),
         before=_keyset(cursor, "prev"),
         limit=0 if count_only else query.count + 1,  # one more tells whether a page follows
     )
-    rt = runtime(request)
-    rows, total = await rt.service.search(catalogue_query, with_total=query.total != "none")
+    rows, total = await rt.service.search(catalogue_query, access, with_total=query.total != "none")
     rows, links = _page(rt.base_url, "Binary", query.used, query.count, rows, cursor, count_only)
     base = rt.base_url
     entries = [Entry(f"{base}/Binary/{v.id}", v, search_mode="match") for v in rows]
@@ -112,9 +109,29 @@ async def search(request: Request) -> Response:
         links=links,
         entries=entries,
         fmt=fmt,
-        pretty=pretty(request),
+        pretty=ask.pretty,
         subset=subset,
     )
+
+
+def _format(ask: ReadAsk, params: Sequence[tuple[str, str]]) -> Representation:
+    formats = [value for key, value in params if key == "_format"]
+    return fhir_format(formats[-1] if formats else None, ask.accept)
+
+
+def _strict(ask: ReadAsk) -> bool:
+    return prefer_handling(ask.prefer) == "strict"
+
+
+def _keyset(cursor: Cursor | None, direction: str) -> Keyset | None:
+    if cursor is None or cursor.direction != direction:
+        return None
+    return Keyset(cursor.last_updated_us, cursor.id, cursor.version)
+
+
+def _key(version: BinaryVersion, direction: str) -> str:
+    us = datetime_to_us(version.last_updated)
+    return encode_cursor(direction, us, version.id, version.version)
 
 
 def _page(
@@ -172,29 +189,22 @@ async def history(request: Request) -> Response:
     access = authorize(request, "r" if binary_id is not None else "s")
     if binary_id is not None:
         check_id(binary_id)
-    params = list(request.query_params.multi_items())
-    fmt = _format(request, params)
+    ask = ask_of(request.scope)
+    params = list(ask.params)
+    fmt = _format(ask, params)
     query = parse_history_params(
-        params, strict=_strict(request), default_count=DEFAULT_COUNT, max_count=MAX_COUNT
+        params, strict=_strict(ask), default_count=DEFAULT_COUNT, max_count=MAX_COUNT
     )
-    request.scope["fhirbin.audit"] = {"query": query.used}  # api/audit.py
+    context_of(request.scope).query = query.used  # the audit record's query
     cursor = decode_cursor(query.page) if query.page else None
     rt = runtime(request)
-    if binary_id is not None:
-        current = await rt.catalogue.current(binary_id)
-        if current is None:
-            await rt.service.read(binary_id)  # raises the 404 an unknown id deserves
-        else:
-            access.hide(binary_id, current.security_context)
     history_query = HistoryQuery(
-        binary_id=binary_id,
         since_us=query.since_us,
-        security_contexts=access.contexts(),
         after=_keyset(cursor, "next"),
         before=_keyset(cursor, "prev"),
         limit=query.count + 1 if query.count else 0,
     )
-    rows, total = await rt.service.history(history_query, with_total=True)
+    rows, total = await rt.service.history(binary_id, history_query, access, with_total=True)
     path = f"Binary/{binary_id}/_history" if binary_id is not None else "Binary/_history"
     rows, links = _page(rt.base_url, path, query.used, query.count, rows, cursor, query.count == 0)
     entries = [_history_entry(rt.base_url, v) for v in rows]
@@ -205,7 +215,7 @@ async def history(request: Request) -> Response:
         links=links,
         entries=entries,
         fmt=fmt,
-        pretty=pretty(request),
+        pretty=ask.pretty,
     )
 
 

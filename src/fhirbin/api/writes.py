@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import BinaryIO
 
@@ -12,22 +12,15 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhirbin.api.access import Access, authorize
+from fhirbin.api.access import authorize
 from fhirbin.api.audit import expunge_audit, write_audit
 from fhirbin.api.render import binary_response, pretty, resource_response
 from fhirbin.api.requests import body_chunks, content_length, read_body, runtime, spool_body
-from fhirbin.errors import (
-    BadRequest,
-    Forbidden,
-    NotFound,
-    OperationDisabled,
-    PayloadTooLarge,
-)
+from fhirbin.errors import BadRequest, OperationDisabled, PayloadTooLarge
 from fhirbin.fhir.binary import binary_summary_json, etag, http_date
 from fhirbin.fhir.binary_parse import ParsedBinary
 from fhirbin.fhir.binary_stream import CHUNK, StreamedData, data_chunks, parse_binary_json_file
 from fhirbin.fhir.conditional import if_match_ok
-from fhirbin.fhir.dates import datetime_to_us
 from fhirbin.fhir.ids import check_id, check_writable_id
 from fhirbin.fhir.negotiate import (
     Representation,
@@ -41,7 +34,7 @@ from fhirbin.fhir.outcome import operation_outcome
 from fhirbin.fhir.prefer import Return, prefer_return
 from fhirbin.fhir.references import security_context_header
 from fhirbin.fhir.xml_parse import parse_binary_xml
-from fhirbin.metadata.base import BinaryVersion, HistoryQuery, Keyset
+from fhirbin.metadata.base import BinaryVersion
 from fhirbin.service import BinaryService, too_large
 
 _NO_SNIFF = {"X-Content-Type-Options": "nosniff"}
@@ -184,8 +177,9 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-def _check_context(request: Request, access: Access, upload: Upload) -> None:
-    """FHIRBIN_REQUIRE_SECURITY_CONTEXT, and patient-bound tokens writing their own only."""
+def _check_context(request: Request, upload: Upload) -> None:
+    """FHIRBIN_REQUIRE_SECURITY_CONTEXT (a patient-bound token writing its own patient's
+    Binaries only is the service's check, security/access.py)."""
     if upload.security_context is None and runtime(request).settings.require_security_context:
         raise BadRequest(
             "This server requires a securityContext on every Binary: send "
@@ -193,7 +187,6 @@ def _check_context(request: Request, access: Access, upload: Upload) -> None:
             expression="http.X-Security-Context",
             code="required",
         )
-    access.check_write(upload.security_context)
 
 
 def _returning(request: Request, upload: Upload) -> tuple[Return, Representation]:
@@ -210,12 +203,13 @@ async def create(request: Request) -> Response:
     service = runtime(request).service
     upload = await _upload(request, service)
     try:
-        _check_context(request, access, upload)
+        _check_context(request, upload)
         returning, fmt = _returning(request, upload)
         version = await service.create(
             upload.content_type,
             upload.security_context,
             upload.chunks,
+            access=access,
             audit=write_audit(request.scope, "create"),
         )
     finally:
@@ -239,10 +233,7 @@ async def update(request: Request) -> Response:
                 f"The Binary in the body has id {upload.body_id!r}; the URL says {binary_id!r}.",
                 expression="Binary.id",
             )
-        current = await service.catalogue.current(binary_id)
-        if current is not None:
-            access.hide(binary_id, current.security_context)
-        _check_context(request, access, upload)
+        _check_context(request, upload)
         returning, fmt = _returning(request, upload)
         version, created = await service.update(
             binary_id,
@@ -250,6 +241,7 @@ async def update(request: Request) -> Response:
             upload.security_context,
             upload.chunks,
             precondition,
+            access=access,
             audit=write_audit(request.scope, "update"),
         )
     finally:
@@ -265,15 +257,10 @@ async def delete(request: Request) -> Response:
     if_match = request.headers.get("if-match")
     precondition = None if if_match is None else partial(if_match_ok, if_match)
     service = runtime(request).service
-    current = await service.catalogue.current(binary_id)
-    if current is not None:
-        access.hide(binary_id, current.security_context)
-    await service.delete(binary_id, precondition, audit=write_audit(request.scope, "delete"))
+    await service.delete(
+        binary_id, precondition, access=access, audit=write_audit(request.scope, "delete")
+    )
     return Response(status_code=204)
-
-
-#: Versions read per page when a patient-bound token's right to expunge is checked.
-_CHECK_PAGE = 1000
 
 
 async def expunge(request: Request) -> Response:
@@ -287,41 +274,13 @@ async def expunge(request: Request) -> Response:
         raise OperationDisabled(
             "$expunge is switched off on this server (FHIRBIN_ALLOW_EXPUNGE); nothing changed."
         )
-    service = rt.service
-    current = await service.catalogue.current(binary_id)
-    if current is None:
-        raise NotFound(f"Binary/{binary_id} is not known to this server.")
-    access.hide(binary_id, current.security_context)
-    if access.patient is not None:
-        # A patient-bound token erases only what was always its patient's, every version.
-        await _check_every_version(service, access, binary_id)
-    gone = await service.expunge(binary_id, expunge_audit(request.scope, binary_id))
-    if gone is None:
-        raise NotFound(f"Binary/{binary_id} is not known to this server.")
+    gone = await rt.service.expunge(binary_id, access, expunge_audit(request.scope, binary_id))
     fmt = fhir_format(request.query_params.get("_format"), request.headers.get("accept"))
     parameters = {
         "resourceType": "Parameters",
         "parameter": [{"name": "count", "valueInteger": gone.versions}],
     }
     return resource_response(parameters, fmt, pretty=pretty(request))
-
-
-async def _check_every_version(service: BinaryService, access: Access, binary_id: str) -> None:
-    query = HistoryQuery(binary_id=binary_id, limit=_CHECK_PAGE)
-    while True:
-        page = await service.catalogue.history(query)
-        for version in page:
-            if not access.may_see(version.security_context):
-                raise Forbidden(
-                    f"An earlier version of Binary/{binary_id} belongs to another patient: "
-                    "this token may not expunge it."
-                )
-        if len(page) < _CHECK_PAGE:
-            return
-        last = page[-1]
-        query = replace(
-            query, after=Keyset(datetime_to_us(last.last_updated), last.id, last.version)
-        )
 
 
 def _written(

@@ -161,7 +161,7 @@ class TokenVerifier:
     def cached(self, token: str, audience: str) -> AccessClaims | None:
         """The claims of ``token`` if it was verified before and is still good for
         ``audience``, else None (``verify`` then decides, and says why). Never decodes a token
-        and never raises: the hot read path's check (api/hotread.py)."""
+        and never raises: the fast lane's check (api/fastlane.py)."""
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         with self._lock:
             hit = self._cache.get(digest)

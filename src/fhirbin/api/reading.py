@@ -1,0 +1,322 @@
+"""The one read path: what a read asks, and the plan that answers it (issue 11).
+
+Every read form — ``read`` and ``vread`` in the native, FHIR JSON and FHIR XML forms, GET and
+HEAD, conditional and ranged, and the ``search-type`` Bundles — is decided here, once, for both
+ways a request can arrive: through Starlette's router (api/reads.py, api/searches.py) or
+through the fast lane (api/fastlane.py), which skips the framework for requests carrying a
+token it already verified. Neither decides anything itself; both call these functions:
+
+* :func:`ask_of` reads what the request asks from the ASGI scope alone (query parameters,
+  Accept, the conditional and Range headers, Prefer), the same way for both lanes;
+* :func:`read_binary` / :func:`vread_binary` check the id, negotiate the form, ask the service
+  (which applies the caller's access, security/access.py) and return the plan;
+* :func:`plan_version` is the planner: from a version, the form and the ask it decides the
+  status, the headers and the body's source (memory, a local file, a stream from the store),
+  with no I/O. Its result is a :class:`StreamedResponse`, which carries exactly those three
+  things and sends them.
+
+The order of decisions follows RFC 9110 §13.2.2: preconditions (If-None-Match, then
+If-Modified-Since) → 304; then Range (with If-Range) on the native form → 206/416; else 200.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
+
+from starlette.types import Scope
+
+from fhirbin.api.context import RequestContext
+from fhirbin.api.render import Subset, binary_response, pretty_value, without_data
+from fhirbin.api.responses import StreamedResponse, encode_headers, validator_headers
+from fhirbin.errors import NotFound
+from fhirbin.fhir.binary import binary_json_parts
+from fhirbin.fhir.conditional import not_modified
+from fhirbin.fhir.ids import check_id, version_number
+from fhirbin.fhir.negotiate import Representation, read_representation
+from fhirbin.fhir.ranges import (
+    content_range,
+    if_range_ok,
+    multipart_byteranges,
+    multipart_content_type,
+    new_boundary,
+    parse_range,
+)
+from fhirbin.fhir.search import read_subset
+from fhirbin.fhir.xml_write import binary_xml_parts
+from fhirbin.metadata.base import BinaryVersion
+from fhirbin.security.access import Access
+from fhirbin.security.serving import native_headers
+from fhirbin.service import BinaryService
+
+if TYPE_CHECKING:
+    from fhirbin.runtime import Runtime
+
+__all__ = [
+    "ReadAsk",
+    "ask_of",
+    "native_headers_of",
+    "negotiate",
+    "plan_version",
+    "read_binary",
+    "vread_binary",
+    "whole_content_headers",
+    "whole_fhir_body",
+]
+
+_HEADERS = {
+    b"accept": "accept",
+    b"if-none-match": "if_none_match",
+    b"if-modified-since": "if_modified_since",
+    b"if-range": "if_range",
+    b"range": "range",
+    b"prefer": "prefer",
+    b"content-type": "content_type",
+}
+#: Rendered whole bodies and encoded headers kept per process, in bytes (see _Remembered).
+_REMEMBER_BYTES = 32 * 1024 * 1024
+_REMEMBER_ITEMS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAsk:
+    """What a read request asks, from its scope alone. Headers are their first value and a
+    query parameter read by name its last, as Starlette's ``Headers``/``QueryParams`` do."""
+
+    method: str
+    params: tuple[tuple[str, str], ...] = ()
+    accept: str | None = None
+    if_none_match: str | None = None
+    if_modified_since: str | None = None
+    if_range: str | None = None
+    range: str | None = None
+    prefer: str | None = None
+    content_type: str | None = None
+
+    def param(self, name: str) -> str | None:
+        found = None
+        for key, value in self.params:
+            if key == name:
+                found = value
+        return found
+
+    @property
+    def pretty(self) -> bool:
+        """``_pretty`` (R4 http.html#parameters); anything but true/false is a 400."""
+        return pretty_value(self.param("_pretty"))
+
+
+def ask_of(scope: Scope) -> ReadAsk:
+    query: bytes = scope.get("query_string", b"")
+    params = tuple(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else ()
+    found: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        field = _HEADERS.get(name)
+        if field is not None and field not in found:
+            found[field] = value.decode("latin-1")
+    return ReadAsk(method=scope["method"], params=params, **found)
+
+
+def negotiate(ask: ReadAsk) -> Representation:
+    """The form of a read (docs/decisions.md#read-representation); ``_summary`` and
+    ``_elements`` are checked on every read, and applied to the FHIR form only."""
+    read_subset(ask.params)
+    return read_representation(ask.param("_format"), ask.accept)
+
+
+async def read_binary(
+    rt: Runtime, access: Access, ask: ReadAsk, raw_id: str, context: RequestContext
+) -> StreamedResponse:
+    """GET/HEAD [base]/Binary/[id] — R4 binary.html#rest, http.html#read."""
+    binary_id = check_id(raw_id)
+    fmt = negotiate(ask)
+    version = await rt.service.read(binary_id, access)
+    return plan_version(rt.service, ask, version, fmt, context)
+
+
+async def vread_binary(
+    rt: Runtime, access: Access, ask: ReadAsk, raw_id: str, raw_vid: str, context: RequestContext
+) -> StreamedResponse:
+    """GET/HEAD [base]/Binary/[id]/_history/[vid] — R4 http.html#vread."""
+    binary_id = check_id(raw_id)
+    vid = version_number(raw_vid)
+    if vid is None:
+        # fhirbin's version ids are 1, 2, …: anything else names no version
+        # (docs/decisions.md#version-ids).
+        check_id(raw_vid, expression="vid")
+        raise NotFound(f"Binary/{binary_id} has no version {raw_vid!r}.")
+    fmt = negotiate(ask)
+    version = await rt.service.vread(binary_id, vid, access)
+    return plan_version(rt.service, ask, version, fmt, context)
+
+
+def plan_version(
+    service: BinaryService,
+    ask: ReadAsk,
+    version: BinaryVersion,
+    fmt: Representation,
+    context: RequestContext,
+) -> StreamedResponse:
+    """The planner: the answer to ``ask`` for ``version`` in ``fmt``; no I/O."""
+    context.version = version.version  # the audit record's entity version
+    if not_modified(
+        ask.if_none_match, ask.if_modified_since, version.version, version.last_updated
+    ):
+        # RFC 9110 §15.4.5: a 304 carries the validators and Vary a 200 would have.
+        return StreamedResponse(status_code=304, headers=validator_headers(version))
+    if fmt is not Representation.NATIVE:
+        summary, elements = read_subset(ask.params)
+        subset = Subset(summary=summary, elements=None if summary else elements)
+        return _fhir_form(service, version, fmt, ask.pretty, subset)
+    return _native(service, ask, version)
+
+
+def native_headers_of(version: BinaryVersion) -> dict[str, str]:
+    """What every native answer for ``version`` carries (security/serving.py,
+    docs/decisions.md#read-representation)."""
+    headers = validator_headers(version)
+    headers.update(native_headers(version.id, version.content_type))
+    headers["Accept-Ranges"] = "bytes"
+    return headers
+
+
+def whole_content_headers(version: BinaryVersion) -> dict[str, str]:
+    """The headers of a 200 with the whole content."""
+    headers = native_headers_of(version)
+    headers["Content-Type"] = version.content_type  # verbatim, parameters and case kept
+    headers["Content-Length"] = str(version.size)
+    return headers
+
+
+class _Remembered:
+    """Encoded headers and whole small bodies, per immutable key, bounded in items and bytes.
+
+    Keys start with (id, version): an (id, version) pair names the same bytes and metadata
+    forever (docs/decisions.md#expunge), so nothing remembered can go stale."""
+
+    def __init__(self) -> None:
+        self.items: dict[object, tuple[list[tuple[bytes, bytes]], bytes | None]] = {}
+        self.size = 0
+
+    def get(self, key: object) -> tuple[list[tuple[bytes, bytes]], bytes | None] | None:
+        return self.items.get(key)
+
+    def put(
+        self, key: object, headers: list[tuple[bytes, bytes]], body: bytes | None
+    ) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
+        weight = 256 + (len(body) if body is not None else 0)
+        if len(self.items) >= _REMEMBER_ITEMS or self.size + weight > _REMEMBER_BYTES:
+            self.items.clear()
+            self.size = 0
+        self.items[key] = (headers, body)
+        self.size += weight
+        return headers, body
+
+
+_remembered = _Remembered()
+
+
+def _native(service: BinaryService, ask: ReadAsk, version: BinaryVersion) -> StreamedResponse:
+    ranges = None
+    if ask.method == "GET" and if_range_ok(ask.if_range, version.version, version.last_updated):
+        ranges = parse_range(ask.range, version.size)
+    if ranges is None:
+        key = (version.id, version.version, "native")
+        known = _remembered.get(key)
+        if known is None:
+            known = _remembered.put(key, encode_headers(whole_content_headers(version)), None)
+        encoded = known[0]
+        if ask.method == "GET":
+            # Small contents come from memory (immutable, keyed by hash: never stale); larger
+            # ones go out through pathsend when the store has a local file.
+            small = service.small_content(version)
+            if small is not None:
+                return StreamedResponse(status_code=200, raw_headers=encoded, content=small)
+        return StreamedResponse(
+            status_code=200,
+            raw_headers=encoded,
+            body=service.content(version),
+            path=service.content_path(version),
+        )
+    headers = native_headers_of(version)
+    if len(ranges) == 1:
+        start, end = ranges[0]
+        headers["Content-Type"] = version.content_type
+        headers["Content-Range"] = content_range(start, end, version.size)
+        headers["Content-Length"] = str(end - start)
+        # An offset read: the bytes before ``start`` are never read.
+        return StreamedResponse(
+            status_code=206, headers=headers, body=service.content(version, start, end)
+        )
+    boundary = new_boundary()
+    parts, closing, length = multipart_byteranges(
+        ranges, version.size, version.content_type, boundary
+    )
+    headers["Content-Type"] = multipart_content_type(boundary)
+    headers["Content-Length"] = str(length)
+    body = _multipart(service, version, ranges, parts, closing)
+    return StreamedResponse(status_code=206, headers=headers, body=body)
+
+
+async def _multipart(
+    service: BinaryService,
+    version: BinaryVersion,
+    ranges: list[tuple[int, int]],
+    parts: list[bytes],
+    closing: bytes,
+) -> AsyncIterator[bytes]:
+    for (start, end), head in zip(ranges, parts, strict=True):
+        yield head
+        async for chunk in service.content(version, start, end):
+            yield chunk
+    yield closing
+
+
+def _fhir_form(
+    service: BinaryService,
+    version: BinaryVersion,
+    fmt: Representation,
+    pretty: bool,
+    subset: Subset,
+) -> StreamedResponse:
+    """The FHIR Binary; a small one's whole body is rendered once from memory and
+    remembered, a larger one streams (api/render.py), with the same bytes either way."""
+    key = (version.id, version.version, fmt, pretty, subset)
+    known = _remembered.get(key)
+    if known is None:
+        if subset.has_data and version.size and service.small_content(version) is None:
+            return binary_response(service, version, fmt, pretty=pretty, subset=subset)
+        planned = binary_response(service, version, fmt, pretty=pretty, subset=subset)
+        body = whole_fhir_body(service, version, fmt, pretty, subset)
+        if body is None:
+            return planned
+        known = _remembered.put(key, planned.raw_headers, body)
+    return StreamedResponse(status_code=200, raw_headers=known[0], content=known[1])
+
+
+def whole_fhir_body(
+    service: BinaryService,
+    version: BinaryVersion,
+    fmt: Representation,
+    pretty: bool,
+    subset: Subset,
+    *,
+    nested: bool = False,
+) -> bytes | None:
+    """The whole FHIR form of a version whose content is in memory (or not needed), exactly
+    the bytes the stream would give; None when the content is not in memory."""
+    small = without_data(version, fmt, pretty, subset, nested)
+    if small is not None:
+        return small
+    content = service.small_content(version) if version.size else b""
+    if content is None:
+        return None
+    data = binascii.b2a_base64(content, newline=False)
+    if fmt is Representation.FHIR_XML:
+        head, tail = binary_xml_parts(version, pretty, declaration=not nested)
+    else:
+        head, tail = binary_json_parts(version, pretty, subset.elements)
+    return head + data + tail
