@@ -21,7 +21,6 @@ If-Modified-Since) → 304; then Range (with If-Range) on the native form → 20
 
 from __future__ import annotations
 
-import binascii
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -30,10 +29,9 @@ from urllib.parse import parse_qsl
 from starlette.types import Scope
 
 from fhirbin.api.context import RequestContext
-from fhirbin.api.render import Subset, binary_response, pretty_value, without_data
+from fhirbin.api.render import Remembered, Subset, binary_body, binary_response, pretty_value
 from fhirbin.api.responses import StreamedResponse, encode_headers, validator_headers
 from fhirbin.errors import NotFound
-from fhirbin.fhir.binary import binary_json_parts
 from fhirbin.fhir.conditional import not_modified
 from fhirbin.fhir.ids import check_id, version_number
 from fhirbin.fhir.negotiate import Representation, read_representation
@@ -46,7 +44,6 @@ from fhirbin.fhir.ranges import (
     parse_range,
 )
 from fhirbin.fhir.search import read_subset
-from fhirbin.fhir.xml_write import binary_xml_parts
 from fhirbin.metadata.base import BinaryVersion
 from fhirbin.security.access import Access
 from fhirbin.security.serving import native_headers
@@ -64,7 +61,6 @@ __all__ = [
     "read_binary",
     "vread_binary",
     "whole_content_headers",
-    "whole_fhir_body",
 ]
 
 _HEADERS = {
@@ -76,9 +72,6 @@ _HEADERS = {
     b"prefer": "prefer",
     b"content-type": "content_type",
 }
-#: Rendered whole bodies and encoded headers kept per process, in bytes (see _Remembered).
-_REMEMBER_BYTES = 32 * 1024 * 1024
-_REMEMBER_ITEMS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,32 +184,7 @@ def whole_content_headers(version: BinaryVersion) -> dict[str, str]:
     return headers
 
 
-class _Remembered:
-    """Encoded headers and whole small bodies, per immutable key, bounded in items and bytes.
-
-    Keys start with (id, version): an (id, version) pair names the same bytes and metadata
-    forever (docs/decisions.md#expunge), so nothing remembered can go stale."""
-
-    def __init__(self) -> None:
-        self.items: dict[object, tuple[list[tuple[bytes, bytes]], bytes | None]] = {}
-        self.size = 0
-
-    def get(self, key: object) -> tuple[list[tuple[bytes, bytes]], bytes | None] | None:
-        return self.items.get(key)
-
-    def put(
-        self, key: object, headers: list[tuple[bytes, bytes]], body: bytes | None
-    ) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
-        weight = 256 + (len(body) if body is not None else 0)
-        if len(self.items) >= _REMEMBER_ITEMS or self.size + weight > _REMEMBER_BYTES:
-            self.items.clear()
-            self.size = 0
-        self.items[key] = (headers, body)
-        self.size += weight
-        return headers, body
-
-
-_remembered = _Remembered()
+_headers: Remembered[list[tuple[bytes, bytes]]] = Remembered()
 
 
 def _native(service: BinaryService, ask: ReadAsk, version: BinaryVersion) -> StreamedResponse:
@@ -224,11 +192,10 @@ def _native(service: BinaryService, ask: ReadAsk, version: BinaryVersion) -> Str
     if ask.method == "GET" and if_range_ok(ask.if_range, version.version, version.last_updated):
         ranges = parse_range(ask.range, version.size)
     if ranges is None:
-        key = (version.id, version.version, "native")
-        known = _remembered.get(key)
-        if known is None:
-            known = _remembered.put(key, encode_headers(whole_content_headers(version)), None)
-        encoded = known[0]
+        key = (version.id, version.version)
+        encoded = _headers.get(key)
+        if encoded is None:
+            encoded = _headers.put(key, encode_headers(whole_content_headers(version)), 512)
         if ask.method == "GET":
             # Small contents come from memory (immutable, keyed by hash: never stale); larger
             # ones go out through pathsend when the store has a local file.
@@ -282,41 +249,14 @@ def _fhir_form(
     pretty: bool,
     subset: Subset,
 ) -> StreamedResponse:
-    """The FHIR Binary; a small one's whole body is rendered once from memory and
-    remembered, a larger one streams (api/render.py), with the same bytes either way."""
+    """The FHIR Binary (api/render.py): a small one whole from memory, with its encoded
+    headers remembered; a larger one streamed."""
     key = (version.id, version.version, fmt, pretty, subset)
-    known = _remembered.get(key)
-    if known is None:
-        if subset.has_data and version.size and service.small_content(version) is None:
-            return binary_response(service, version, fmt, pretty=pretty, subset=subset)
-        planned = binary_response(service, version, fmt, pretty=pretty, subset=subset)
-        body = whole_fhir_body(service, version, fmt, pretty, subset)
-        if body is None:
-            return planned
-        known = _remembered.put(key, planned.raw_headers, body)
-    return StreamedResponse(status_code=200, raw_headers=known[0], content=known[1])
-
-
-def whole_fhir_body(
-    service: BinaryService,
-    version: BinaryVersion,
-    fmt: Representation,
-    pretty: bool,
-    subset: Subset,
-    *,
-    nested: bool = False,
-) -> bytes | None:
-    """The whole FHIR form of a version whose content is in memory (or not needed), exactly
-    the bytes the stream would give; None when the content is not in memory."""
-    small = without_data(version, fmt, pretty, subset, nested)
-    if small is not None:
-        return small
-    content = service.small_content(version) if version.size else b""
-    if content is None:
-        return None
-    data = binascii.b2a_base64(content, newline=False)
-    if fmt is Representation.FHIR_XML:
-        head, tail = binary_xml_parts(version, pretty, declaration=not nested)
-    else:
-        head, tail = binary_json_parts(version, pretty, subset.elements)
-    return head + data + tail
+    body = binary_body(service, version, fmt, pretty, subset)
+    known = _headers.get(key) if body is not None else None
+    if known is not None:
+        return StreamedResponse(status_code=200, raw_headers=known, content=body)
+    planned = binary_response(service, version, fmt, pretty=pretty, subset=subset)
+    if planned.content is not None:
+        _headers.put(key, planned.raw_headers, 512)
+    return planned

@@ -7,10 +7,11 @@ The format comes from negotiation (``_format`` / ``Accept``, R4 http.html#mime-t
 
 from __future__ import annotations
 
+import binascii
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,6 +20,7 @@ from fhirbin.api.responses import StreamedResponse, validator_headers
 from fhirbin.errors import BadRequest
 from fhirbin.fhir.binary import (
     binary_json_length,
+    binary_json_parts,
     binary_json_stream,
     binary_subset_json,
     binary_summary_json,
@@ -28,6 +30,7 @@ from fhirbin.fhir.negotiate import Representation
 from fhirbin.fhir.xml_bundle import XmlEntry, bundle_xml_stream
 from fhirbin.fhir.xml_write import (
     binary_xml_length,
+    binary_xml_parts,
     binary_xml_stream,
     resource_to_xml,
 )
@@ -35,6 +38,11 @@ from fhirbin.metadata.base import BinaryVersion
 from fhirbin.service import BinaryService
 
 T = TypeVar("T")
+
+V = TypeVar("V")
+
+#: A Bundle of at most this many entries, each in memory, is sent whole (api/responses.py).
+_GATHER_ENTRIES = 100
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 FHIR_XML = "application/fhir+xml; charset=utf-8"
@@ -98,6 +106,62 @@ def resource_response(
     )
 
 
+class Remembered(Generic[V]):
+    """Values per immutable key, bounded in items and bytes: cleared whole when full.
+
+    Keys start with a version's (id, version): that pair names the same bytes and metadata
+    forever (docs/decisions.md#expunge), so nothing remembered can go stale."""
+
+    def __init__(self, max_items: int = 20_000, max_bytes: int = 32 * 1024 * 1024) -> None:
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.items: dict[Hashable, V] = {}
+        self.size = 0
+
+    def get(self, key: Hashable) -> V | None:
+        return self.items.get(key)
+
+    def put(self, key: Hashable, value: V, weight: int) -> V:
+        if len(self.items) >= self.max_items or self.size + weight > self.max_bytes:
+            self.items.clear()
+            self.size = 0
+        self.items[key] = value
+        self.size += weight
+        return value
+
+
+_bodies: Remembered[bytes] = Remembered()
+
+
+def binary_body(
+    service: BinaryService,
+    version: BinaryVersion,
+    fmt: Representation,
+    pretty: bool,
+    subset: Subset = FULL,
+    *,
+    nested: bool = False,
+) -> bytes | None:
+    """The whole FHIR form of a version whose content is small enough to be in memory (or is
+    not needed), remembered: exactly the bytes the stream gives. None otherwise."""
+    key = (version.id, version.version, fmt, pretty, subset, nested)
+    body = _bodies.get(key)
+    if body is not None:
+        return body
+    body = without_data(version, fmt, pretty, subset, nested)
+    if body is None:
+        content = service.small_content(version) if version.size else b""
+        if content is None:
+            return None
+        data = binascii.b2a_base64(content, newline=False)
+        if fmt is Representation.FHIR_XML:
+            head, tail = binary_xml_parts(version, pretty, declaration=not nested)
+        else:
+            head, tail = binary_json_parts(version, pretty, subset.elements)
+        body = head + data + tail
+    return _bodies.put(key, body, len(body) + 200)
+
+
 def binary_stream(
     service: BinaryService,
     version: BinaryVersion,
@@ -107,10 +171,11 @@ def binary_stream(
     subset: Subset = FULL,
     nested: bool = False,
 ) -> AsyncIterator[bytes]:
-    """The FHIR form of one Binary version, streamed (base64 encoded chunk by chunk)."""
-    small = without_data(version, fmt, pretty, subset, nested)
-    if small is not None:
-        return _once(small)
+    """The FHIR form of one Binary version: whole from memory when small, else streamed
+    (base64 encoded chunk by chunk)."""
+    whole = binary_body(service, version, fmt, pretty, subset, nested=nested)
+    if whole is not None:
+        return _once(whole)
     content = service.content(version)
     if fmt is Representation.FHIR_XML:
         return binary_xml_stream(version, content, pretty=pretty, declaration=not nested)
@@ -161,6 +226,9 @@ def binary_response(
     headers["Content-Type"] = media_type(fmt)
     headers["Content-Length"] = str(binary_length(version, fmt, pretty, subset))
     headers.update(extra_headers or {})
+    whole = binary_body(service, version, fmt, pretty, subset)
+    if whole is not None:
+        return StreamedResponse(status_code=status_code, headers=headers, content=whole)
     body = binary_stream(service, version, fmt, pretty=pretty, subset=subset)
     return StreamedResponse(status_code=status_code, headers=headers, body=body)
 
@@ -231,7 +299,13 @@ def bundle_response(
         "Vary": "Accept",
         "X-Content-Type-Options": "nosniff",
     }
-    return StreamedResponse(status_code=200, headers=headers, body=body)
+    # A Bundle of small Binaries (all in memory) is sent whole, with its Content-Length.
+    small = all(
+        e.version is None or binary_body(service, e.version, fmt, pretty, subset, nested=True)
+        for e in entries
+    )
+    gather = small and len(entries) <= _GATHER_ENTRIES
+    return StreamedResponse(status_code=200, headers=headers, body=body, gather=gather)
 
 
 def _resource(

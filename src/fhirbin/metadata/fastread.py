@@ -1,6 +1,7 @@
-"""SQLite hot paths that bypass the async driver: the current-version read and audit batches.
+"""SQLite hot paths that bypass the async driver: version reads and audit batches.
 
-The read: one indexed query, run synchronously on the event loop.
+The reads: the current version of an id (read, and search by ``_id``) and one version of it
+(vread), each one indexed query, run synchronously on the event loop.
 
 Reading the current version of one id is a primary-key probe that SQLite answers in a few
 microseconds. Through the async driver (aiosqlite) it costs a thread hop, a queue round trip
@@ -50,6 +51,10 @@ _NEWEST = (
     "FROM binary_version WHERE id = ? ORDER BY version DESC LIMIT 1"
 )
 
+_VERSION = (
+    "SELECT id, version, last_updated, content_type, security_context, size, sha256, deleted "
+    "FROM binary_version WHERE id = ? AND version = ?"
+)
 
 _SIGNAL_SIZE: Final = 8
 
@@ -86,7 +91,7 @@ class SqliteReader:
         self._changes = changes
         self._seen = changes.read()
         self._since = time.monotonic()
-        self._remembered: dict[str, BinaryVersion | None] = {}
+        self._remembered: dict[str | tuple[str, int], BinaryVersion | None] = {}
         # Read-only: this connection never takes a write lock. A short busy timeout: in WAL
         # mode a reader only waits while a crashed writer's WAL is being recovered.
         uri = f"{path.resolve().as_uri()}?mode=ro"
@@ -96,6 +101,17 @@ class SqliteReader:
         self._connection.execute("PRAGMA query_only = ON")
 
     def newest(self, binary_id: str) -> BinaryVersion | None:
+        """The newest version of ``binary_id`` (a deletion marker included), or None."""
+        return self._remember(binary_id, _NEWEST, (binary_id,))
+
+    def version(self, binary_id: str, version: int) -> BinaryVersion | None:
+        """Version ``version`` of ``binary_id`` (vread), or None; remembered like the newest,
+        and forgotten with it (an expunge removes versions)."""
+        return self._remember((binary_id, version), _VERSION, (binary_id, version))
+
+    def _remember(
+        self, key: str | tuple[str, int], sql: str, args: tuple[object, ...]
+    ) -> BinaryVersion | None:
         stamp = self._changes.read()  # before the query: see the module docstring
         now = time.monotonic()
         if stamp != self._seen or now - self._since > MAX_AGE:
@@ -103,17 +119,17 @@ class SqliteReader:
             self._seen = stamp
             self._since = now
         try:
-            return self._remembered[binary_id]
+            return self._remembered[key]
         except KeyError:
             pass
-        version = self._query(binary_id)
+        version = self._query(sql, args)
         if len(self._remembered) >= MAX_REMEMBERED:
             self._remembered.clear()
-        self._remembered[binary_id] = version
+        self._remembered[key] = version
         return version
 
-    def _query(self, binary_id: str) -> BinaryVersion | None:
-        row = self._connection.execute(_NEWEST, (binary_id,)).fetchone()
+    def _query(self, sql: str, args: tuple[object, ...]) -> BinaryVersion | None:
+        row = self._connection.execute(sql, args).fetchone()
         if row is None:
             return None
         return BinaryVersion(

@@ -105,6 +105,10 @@ class SqliteMetadataStore(SqlMetadataStore):
         with self._guarded():  # the hot path skips the async driver (fastread.py)
             return self.fast.newest(binary_id)
 
+    async def get_version(self, binary_id: str, version: int) -> BinaryVersion | None:
+        with self._guarded():  # vread's hot path, as current's (fastread.py)
+            return self.fast.version(binary_id, version)
+
     async def add_version(self, version: BinaryVersion, audit: AuditRecord | None = None) -> None:
         try:
             await super().add_version(version, audit)
