@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from defusedxml import ElementTree
 from starlette.applications import Starlette
 
 from fhirbin.api.audit import audit_log
@@ -109,7 +110,12 @@ async def test_the_operation_answers_parameters_with_an_absolute_url_and_its_exp
         f"/fhir/Binary/{binary_id}/$signed-url", headers={**auth, "Accept": "application/fhir+xml"}
     )
     assert xml.status_code == 200
-    assert b"<Parameters" in xml.content
+    assert xml.headers["content-type"].startswith("application/fhir+xml")
+    root = ElementTree.fromstring(xml.content)
+    assert root.tag == "{http://hl7.org/fhir}Parameters"
+    values = root.findall("{*}parameter/{*}valueUrl")
+    assert len(values) == 1
+    assert values[0].get("value", "").startswith(f"{BASE}/Binary/{binary_id}/_history/1/")
 
 
 async def test_the_url_serves_the_bytes_without_a_token_with_a_native_reads_headers(

@@ -25,6 +25,8 @@ import pytest
 from tests.e2e.browser import PageServer, dump_dom
 from tests.e2e.conftest import Server, start_server, stop_server
 
+pytestmark = pytest.mark.e2e
+
 
 def png(width: int, height: int) -> bytes:
     """A real RGB PNG of ``width`` x ``height`` pixels."""

@@ -9,8 +9,11 @@ import os
 import time
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import Server
+
+pytestmark = pytest.mark.e2e
 
 
 def test_a_signed_url_serves_a_large_file_like_a_native_read(server: Server) -> None:
