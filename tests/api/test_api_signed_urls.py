@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
+import jwt
 import pytest
 from defusedxml import ElementTree
 from starlette.applications import Starlette
@@ -23,6 +24,7 @@ from fhirbin.api.audit import audit_log
 from fhirbin.auth import signed_urls
 from fhirbin.config import Settings
 from fhirbin.metadata.base import AuditQuery, AuditRecord
+from fhirbin.runtime import rotate_keys, stored_keys
 from fhirbin.security.serving import SANDBOX_CSP
 from tests.api.conftest import BACKENDS, TokenFactory
 from tests.security import samples
@@ -351,3 +353,25 @@ async def test_listed_origins_may_embed_signed_answers_and_nothing_else_changes(
         ranged = await client.get(url, headers={"Range": "bytes=0-7"})
         assert ranged.headers["cross-origin-resource-policy"] == "cross-origin"
         assert ranged.content == samples.PNG[:8]
+
+
+async def test_a_key_rotation_ends_no_url(
+    app: Starlette, client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """URLs made with the old key still open after a new key signs (docs/decisions.md#signed-urls:
+    the ring keeps verifying with every key); new URLs are signed with the new key."""
+    binary_id = await upload(client, auth, b"across a rotation")
+    before = await signed(client, auth, f"/fhir/Binary/{binary_id}")
+    rt = runtime_of(app)
+    new = await rotate_keys(rt.catalogue)
+    # as every node does once the new key is older than the activation delay
+    rt.keys.load(
+        await stored_keys(rt.catalogue, rt.settings), datetime.now(UTC) + timedelta(minutes=1)
+    )
+    assert rt.issuer.kid == new.kid
+    after = await signed(client, auth, f"/fhir/Binary/{binary_id}")
+    assert jwt.get_unverified_header(after.split("?sig=")[1])["kid"] == new.kid
+    assert jwt.get_unverified_header(before.split("?sig=")[1])["kid"] != new.kid
+    for url in (before, after):
+        served = await client.get(url)
+        assert (served.status_code, served.content) == (200, b"across a rotation")

@@ -3,7 +3,8 @@
 What a load balancer in front of them relies on (docs/deployment.md): a token from either node
 works on both, a write acknowledged by one node is what the other serves next (read, search,
 history), racing writers across nodes get exactly one If-Match winner and distinct versions
-otherwise, a revocation reaches both, keys rotate without refusing a live token, and a node
+otherwise, a signed URL made on one node is served by the other, a revocation reaches both,
+keys rotate without refusing a live token, and a node
 killed mid-upload leaves nothing visible and only garbage that `fhirbin gc` removes.
 """
 
