@@ -11,12 +11,15 @@
 #   postgresql      the server binaries (/usr/lib/postgresql/<major>/bin) the catalogue tests use
 #                   to start a private cluster of their own (tests/pg_support.py); the packaged
 #                   cluster is not started (policy-rc.d below) and the tests never use it.
+#   chromium        headless Chromium for the browser tests (tests/e2e/test_e2e_browser.py: an
+#                   <img> through a signed URL, scripts in HTML/SVG Binaries that must not run);
+#                   started by the tests themselves with --headless --dump-dom, no driver.
 #   nodejs, npm     Medplum's client under node (tests/e2e/clients/medplum, npm ci from the
 #                   npm registry): only when no `node` or no `npm` is on PATH, so a Node.js
 #                   installed otherwise (NodeSource's, which bundles npm) is kept. Debian 12's
 #                   nodejs 18 runs the pinned @medplum/core.
 set -euo pipefail
-needed=(curl openssl libmagic1 clamav-daemon postgresql)
+needed=(curl openssl libmagic1 clamav-daemon postgresql chromium)
 missing=()
 for pkg in "${needed[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

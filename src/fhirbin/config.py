@@ -311,6 +311,13 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Comma-separated origins allowed to call fhirbin from a browser (CORS). Empty: none.",
     ),
+    Setting(
+        "signed_url_ttl",
+        int,
+        300,
+        "Lifetime in seconds of the signed URLs $signed-url makes: a URL serves one version of "
+        'one Binary without a token until then (docs/api.md, "Signed URLs").',
+    ),
     # --- limits ---
     Setting(
         "body_timeout",
@@ -386,6 +393,7 @@ class Settings:
     inspect_zip_max_depth: int
     inspect_max_pixels: int
     cors_origins: str
+    signed_url_ttl: int
     body_timeout: int
     header_timeout: int
     rate_limit: int
@@ -443,6 +451,8 @@ class Settings:
 def _validate(values: dict[str, Any]) -> None:
     if values["access_token_ttl"] <= 0:
         raise SettingsError(f"{_BY_NAME['access_token_ttl'].env} must be positive")
+    if values["signed_url_ttl"] <= 0:
+        raise SettingsError(f"{_BY_NAME['signed_url_ttl'].env} must be positive")
     if values["max_binary_size"] < 0:
         raise SettingsError(f"{_BY_NAME['max_binary_size'].env} must not be negative")
     if not 0 < values["port"] < 65536:

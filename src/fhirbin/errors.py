@@ -5,6 +5,7 @@
     ├── Unauthorized              401 login   (WWW-Authenticate: Bearer, RFC 6750 §3)
     ├── Forbidden                 403 forbidden (insufficient_scope)
     ├── OperationDisabled         403 forbidden (switched off on this server; no challenge)
+    ├── SignatureRefused          403 forbidden (a signed URL altered or expired; no challenge)
     ├── NotFound                  404 not-found
     │   └── HiddenByPolicy        404 (exists, but not for this caller; audited as such)
     ├── MethodNotAllowed          405 not-supported
@@ -86,6 +87,17 @@ class Forbidden(FhirbinError):
         super().__init__(
             diagnostics, expression="http.Authorization", headers={"WWW-Authenticate": challenge}
         )
+
+
+class SignatureRefused(FhirbinError):
+    """403: a signed URL (docs/api.md, "Signed URLs") that was altered, is expired or names
+    something else. No ``WWW-Authenticate``: no token was asked for, and none would help."""
+
+    status = 403
+    code = "forbidden"
+
+    def __init__(self, diagnostics: str) -> None:
+        super().__init__(diagnostics, expression="http.sig")
 
 
 class OperationDisabled(FhirbinError):

@@ -3,7 +3,8 @@
 What a load balancer in front of them relies on (docs/deployment.md): a token from either node
 works on both, a write acknowledged by one node is what the other serves next (read, search,
 history), racing writers across nodes get exactly one If-Match winner and distinct versions
-otherwise, a revocation reaches both, keys rotate without refusing a live token, and a node
+otherwise, a signed URL made on one node is served by the other, a revocation reaches both,
+keys rotate without refusing a live token, and a node
 killed mid-upload leaves nothing visible and only garbage that `fhirbin gc` removes.
 """
 
@@ -166,6 +167,43 @@ def test_a_write_on_one_node_is_what_the_other_serves_next(cluster: Cluster) -> 
                 f"{reader.base}/Binary/{binary_id}/_history?_count=1", headers=_auth(token)
             )
             assert history.json()["total"] == n
+
+
+def test_a_signed_url_made_on_one_node_is_served_by_the_other(cluster: Cluster) -> None:
+    """Signed URLs need no node's memory (docs/decisions.md#signed-urls): node B serves what
+    node A signed, bound to its version, until B deletes the Binary; no log holds the sig."""
+    token = cluster.token(0)
+    a, b = cluster.nodes
+    body = os.urandom(300_000)
+    created = httpx.post(
+        f"{a.base}/Binary", content=body, headers=_auth(token, **{"Content-Type": "image/png"})
+    )
+    assert created.status_code == 201, created.text
+    binary_id = created.headers["location"].split("/Binary/")[1].split("/")[0]
+    made = httpx.get(f"{a.base}/Binary/{binary_id}/$signed-url", headers=_auth(token))
+    assert made.status_code == 200, made.text
+    url: str = made.json()["parameter"][0]["valueUrl"]
+    assert url.startswith(f"{PUBLIC}/Binary/{binary_id}/_history/1/$signed-content?sig=")
+    on_a, on_b = url.replace(PUBLIC, a.base), url.replace(PUBLIC, b.base)
+    served = httpx.get(on_b, timeout=30)
+    assert (served.status_code, served.content) == (200, body)
+    ranged = httpx.get(on_b, headers={"Range": "bytes=1000-1999"})
+    assert (ranged.status_code, ranged.content) == (206, body[1000:2000])
+    updated = httpx.put(
+        f"{a.base}/Binary/{binary_id}",
+        content=b"another image",
+        headers=_auth(token, **{"Content-Type": "text/plain"}),
+    )
+    assert updated.status_code == 200
+    assert httpx.get(on_b, timeout=30).content == body  # still version 1
+    assert httpx.delete(f"{b.base}/Binary/{binary_id}", headers=_auth(token)).status_code == 204
+    assert httpx.get(on_a).status_code == 410
+    signature = url.split("?sig=")[1].split(".")[2]
+    time.sleep(1.5)  # the access lines leave standard error within a second
+    for node in (a, b):
+        log = node.log.read_text()
+        assert "$signed-content" in log  # its access lines are there, without the sig
+        assert signature not in log, node.log
 
 
 def test_racing_writers_across_nodes(cluster: Cluster) -> None:

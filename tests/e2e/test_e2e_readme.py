@@ -21,8 +21,9 @@ def test_readme_curl_flow_works_as_written(server: Server) -> None:
     assert {p.name for p in workdir.iterdir()} <= before
     work = Path(result.stdout.split("example files in ", 1)[1].split("\n", 1)[0])
     assert work.is_dir()
-    assert {p.name for p in work.iterdir()} == {"report.pdf", "copy.pdf"}
+    assert {p.name for p in work.iterdir()} == {"report.pdf", "copy.pdf", "signed.pdf"}
     shutil.rmtree(work)
     assert '"resourceType":"Binary"' in result.stdout
     assert '"type":"searchset"' in result.stdout
     assert '"total":1' in result.stdout
+    assert "same bytes without a token" in result.stdout  # step 5, the signed URL

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fhirbin.api.context import context_of
 from fhirbin.auth.revocation import ClientStatusCache
+from fhirbin.auth.signed_urls import is_content_path
 from fhirbin.auth.tokens import AccessClaims
 from fhirbin.errors import BadRequest, FhirbinError, Unauthorized
 from fhirbin.faults import DependencyUnavailable, OutOfSpace
@@ -98,7 +99,8 @@ class AuthMiddleware:
 def _protected(path: str) -> bool:
     if path != FHIR_PREFIX and not path.startswith(FHIR_PREFIX + "/"):
         return False
-    return path not in PUBLIC_PATHS
+    # A signed URL carries its own permission, checked by its handler (api/signed.py).
+    return path not in PUBLIC_PATHS and not is_content_path(path[len(FHIR_PREFIX) :])
 
 
 def refuse_query_token(scope: Scope) -> None:

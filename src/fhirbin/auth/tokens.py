@@ -104,6 +104,15 @@ class TokenIssuer:
             claims, self._key, algorithm=_ALG, headers={"typ": "at+jwt", "kid": self._kid}
         )
 
+    def sign(self, claims: Mapping[str, Any], *, typ: str) -> str:
+        """Another kind of ES256 JWT signed with this key (auth/signed_urls.py), told apart from
+        access tokens by its ``typ`` header (RFC 8725 §3.11: explicit typing)."""
+        if typ.lower() in _TYPES:
+            raise ValueError("access tokens are made by issue()")
+        return jwt.encode(
+            dict(claims), self._key, algorithm=_ALG, headers={"typ": typ, "kid": self._kid}
+        )
+
     def jwks(self) -> dict[str, Any]:
         """The JWK Set to publish: public parts only (RFC 7517 §5)."""
         return {"keys": [{**self._jwk, "kid": self._kid, "use": "sig", "alg": _ALG}]}

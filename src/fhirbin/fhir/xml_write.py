@@ -162,6 +162,17 @@ _ORDER: Final[dict[str, dict[str, str]]] = {
         "lastModified": _P,
         "outcome": _RES,
     },
+    # --- Parameters (R4 parameters.html#resource): operation answers ($expunge, $signed-url);
+    # only the value types fhirbin writes are listed ---
+    "Parameters": {**_RESOURCE, "parameter": "Parameters.parameter"},
+    "Parameters.parameter": {
+        "name": _P,
+        "valueInstant": _P,
+        "valueInteger": _P,
+        "valueUrl": _P,
+        "resource": _RES,
+        "part": "Parameters.parameter",
+    },
     # --- OperationOutcome (R4 operationoutcome.html#resource) ---
     "OperationOutcome": {**_DOMAIN_RESOURCE, "issue": "OperationOutcome.issue"},
     "OperationOutcome.issue": {
@@ -305,7 +316,7 @@ _ORDER: Final[dict[str, dict[str, str]]] = {
 
 #: The resource types :func:`resource_to_xml` can write.
 RESOURCE_TYPES: Final = frozenset(
-    {"Binary", "Bundle", "OperationOutcome", "CapabilityStatement", "AuditEvent"}
+    {"Binary", "Bundle", "OperationOutcome", "CapabilityStatement", "AuditEvent", "Parameters"}
 )
 
 # XML 1.0 §2.2 Char: what an XML document can hold at all. Anything else (C0 controls but tab,

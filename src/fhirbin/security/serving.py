@@ -19,6 +19,10 @@ origin. Every native read (200 and 206, api/reads.py) therefore carries:
   ``Cross-Origin-Resource-Policy: same-origin`` (other sites cannot embed the bytes as images
   or scripts: Spectre-class leaks) and ``Referrer-Policy: no-referrer`` (links in a document do
   not leak the Binary's URL).
+
+A signed URL (docs/api.md, "Signed URLs") is made to be embedded in other sites' pages, so
+its answers may carry ``Cross-Origin-Resource-Policy: cross-origin`` instead
+(:func:`resource_policy`, docs/decisions.md#signed-urls); every other header stays.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from urllib.parse import quote
 from fhirbin.security.mediatypes import canonical
 
 SANDBOX_CSP = "sandbox; default-src 'none'"
+SAME_ORIGIN = "same-origin"
+CROSS_ORIGIN = "cross-origin"
 PDF_CSP = "default-src 'none'; object-src 'self'; style-src 'unsafe-inline'"
 
 #: Shown in the browser: types that display without running anything (audio/* and video/* too).
@@ -148,6 +154,18 @@ def native_headers(binary_id: str, content_type: str) -> dict[str, str]:
     return result
 
 
+def resource_policy(*, signed: bool, embedding_origins: bool) -> str:
+    """``Cross-Origin-Resource-Policy`` of a native answer (Fetch §3.7).
+
+    A CORP header cannot name origins: ``same-origin`` blocks every other origin's ``<img>``,
+    ``cross-origin`` allows all of them. Only an answer to a signed URL, on a deployment that
+    lists origins allowed to embed (``FHIRBIN_CORS_ORIGINS``), is ``cross-origin``: whoever
+    holds that URL can fetch its bytes anyway, so the header gives a page that has it nothing
+    it could not get; everything else stays ``same-origin``.
+    """
+    return CROSS_ORIGIN if signed and embedding_origins else SAME_ORIGIN
+
+
 def _name(binary_id: str, ext: str) -> str:
     safe_id = _UNSAFE_ID.sub("-", binary_id).lstrip(".") or "content"
     return f"binary-{safe_id}.{ext}"
@@ -160,7 +178,7 @@ def _per_type(media_type: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
     headers = (
         ("Content-Security-Policy", csp),
         ("X-Content-Type-Options", "nosniff"),
-        ("Cross-Origin-Resource-Policy", "same-origin"),
+        ("Cross-Origin-Resource-Policy", SAME_ORIGIN),
         ("Referrer-Policy", "no-referrer"),
     )
     return ("inline" if is_inline(media_type) else "attachment"), extension(media_type), headers
