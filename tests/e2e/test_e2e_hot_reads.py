@@ -1,7 +1,9 @@
-"""Plain reads over real HTTP against `fhirbin serve` with its default settings (2 workers),
-where the one-step lane (api/hotread.py) answers them: small contents from memory, larger
-ones through granian's pathsend, and every write seen at once by every worker (the shared
-change signal of metadata/fastread.py)."""
+"""Reads and searches over real HTTP against `fhirbin serve` with its default settings (2
+workers), where the fast lane (api/fastlane.py) answers those carrying a token the worker has
+already verified: small contents from memory, larger ones through granian's pathsend, FHIR
+forms and ``?_id=`` searches through the same read path as the general one (api/reading.py,
+api/searches.py), and every write seen at once by every worker (the shared change signal of
+metadata/fastread.py). A token's first request on a worker takes the general path."""
 
 from __future__ import annotations
 
@@ -79,3 +81,31 @@ def test_every_write_is_seen_at_once_by_every_worker(
     assert httpx.delete(url, headers=headers).status_code == 204
     for _ in range(4):
         assert httpx.get(url, headers=headers).status_code == 410
+
+
+@pytest.mark.parametrize("form", ["search", "fhir-json"])
+def test_a_search_and_a_fhir_read_on_the_lane_equal_the_general_paths_answer(
+    default_server: Server, headers: dict[str, str], form: str
+) -> None:
+    binary_id = create(default_server, headers, b"lane or not", "text/plain")
+    if form == "search":
+        url = f"{default_server.base}/Binary?_id={binary_id}"
+    else:
+        url = f"{default_server.base}/Binary/{binary_id}?_format=json"
+    # Two new tokens, each on one connection (one worker): its first request goes the general
+    # way (the worker verifies it), the next ones take the lane.
+    for _ in range(2):
+        auth = {"Authorization": f"Bearer {default_server.token()}"}
+        with httpx.Client() as client:
+            general = client.get(url, headers=auth)
+            assert general.status_code == 200, general.text
+            for _ in range(3):
+                hot = client.get(url, headers=auth)
+                assert (hot.status_code, hot.content) == (200, general.content)
+                assert comparable(hot) == comparable(general)
+    answer = general.json()
+    if form == "search":
+        assert (answer["type"], answer["total"]) == ("searchset", 1)
+        assert answer["entry"][0]["resource"]["id"] == binary_id
+    else:
+        assert (answer["resourceType"], answer["id"]) == ("Binary", binary_id)
