@@ -19,6 +19,7 @@ the medians with the range of the per-run ratios, and writes the JSON and the Ma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -29,11 +30,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import report
 import run
 from machine import OtherCpu, git_commit, load_info
 from procs import HarnessError, ManagedProcess
-from rounds import transfer
+from rounds import spread, transfer
+
+GIB = 1 << 30
 
 #: Option sets: granian keyword arguments replaced (bench/granian_serve.py); ``workers``
 #: replaces fhirbin's worker count.
@@ -88,9 +92,31 @@ def start(cfg: run.Config, tmp: Path, variant: str, index: int) -> run.Fhirbin:
     )
 
 
-def download(port: int, target: str, size: int, headers: dict[str, str] | None = None) -> float:
+def cpu_seconds(server: ManagedProcess) -> float:
+    """User + system CPU time of the server and its workers so far."""
+    total = 0.0
+    for proc in server.processes():
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def download(
+    port: int,
+    target: str,
+    size: int,
+    headers: dict[str, str] | None = None,
+    server: ManagedProcess | None = None,
+    cpu: list[float] | None = None,
+) -> float:
+    """MiB/s of one download; with ``server`` and ``cpu``, the server's CPU seconds per GiB
+    sent are appended to ``cpu``."""
+    before = cpu_seconds(server) if server else 0.0
     answer = run.probe(port, target, headers)
     run.expect(answer, 200, f"download {target}", size)
+    if server is not None and cpu is not None:
+        cpu.append(round((cpu_seconds(server) - before) / (size / GIB), 3))
     return run.mib_s(size, answer.seconds)
 
 
@@ -109,10 +135,12 @@ def measure(ns: argparse.Namespace, tmp: Path, servers: list[ManagedProcess]) ->
     nginx, nginx_port = run.start_nginx(cfg, tmp / "nginx", www, cfg.workers)
     servers.append(nginx)
     ids: dict[int, str] = {}
-    fhirbin_runs: dict[str, dict[int, list[float]]] = {
-        v: {s: [] for s in files} for v in ns.variants
+    # (variant, size) -> series: fhirbin and nginx MiB/s, and their CPU seconds per GiB
+    series: dict[tuple[str, int], dict[str, list[float]]] = {
+        (v, size): {"fhirbin": [], "nginx": [], "fhirbin_cpu": [], "nginx_cpu": []}
+        for v in ns.variants
+        for size in files
     }
-    nginx_runs: dict[str, dict[int, list[float]]] = {v: {s: [] for s in files} for v in ns.variants}
     for i in range(ns.runs):
         for variant in ns.variants:
             fb = start(cfg, tmp, variant, i)
@@ -135,19 +163,36 @@ def measure(ns: argparse.Namespace, tmp: Path, servers: list[ManagedProcess]) ->
                 run.log(
                     f"round {i + 1}/{ns.runs}, {variant}, {run.human_size(size)}: nginx, fhirbin"
                 )
-                nginx_runs[variant][size].append(download(nginx_port, f"/{path.name}", size))
-                fhirbin_runs[variant][size].append(
-                    download(fb.port, f"/fhir/Binary/{ids[size]}", size, auth)
+                got = series[variant, size]
+                got["nginx"].append(
+                    download(nginx_port, f"/{path.name}", size, None, nginx, got["nginx_cpu"])
+                )
+                got["fhirbin"].append(
+                    download(
+                        fb.port,
+                        f"/fhir/Binary/{ids[size]}",
+                        size,
+                        auth,
+                        fb.server,
+                        got["fhirbin_cpu"],
+                    )
                 )
             fb.server.stop()
             servers.remove(fb.server)
-    return {
-        variant: {
-            str(size): transfer(fhirbin_runs[variant][size], nginx_runs[variant][size])
-            for size in files
+    out: dict[str, Any] = {}
+    for (variant, size), got in series.items():
+        out.setdefault(variant, {})[str(size)] = {
+            **transfer(got["fhirbin"], got["nginx"]),
+            "cpu_s_per_gib": {
+                "fhirbin": spread(got["fhirbin_cpu"], 3),
+                "nginx": spread(got["nginx_cpu"], 3),
+            },
         }
-        for variant in ns.variants
-    }
+    return out
+
+
+def _cpu(series: dict[str, Any]) -> str:
+    return f"{series['median']:.2f} ({series['min']:.2f}-{series['max']:.2f})"
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -160,8 +205,9 @@ def markdown(results: dict[str, Any]) -> str:
         "medians (range of the per-run ratios). Other processes used "
         f"{results['load']['during']['other_cpu_percent']}% of the CPUs during the run.",
         "",
-        "| Option set (granian arguments) | size | fhirbin MiB/s | nginx MiB/s | ratio |",
-        "|---|---|---:|---:|---:|",
+        "| Option set (granian arguments) | size | fhirbin MiB/s | nginx MiB/s | ratio "
+        "| server CPU s per GiB: fhirbin / nginx |",
+        "|---|---|---:|---:|---:|---|",
     ]
     for variant, by_size in results["variants"].items():
         options = json.dumps(VARIANTS.get(variant, {})) or "{}"
@@ -169,7 +215,8 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {variant} `{options}` | {run.human_size(int(size))} | "
                 f"{report._spread(row['fhirbin'])} | {report._spread(row['yardstick'])} | "
-                f"{report._ratio(row['ratio'])} ({report._ratios(row['ratio_runs'])}) |"
+                f"{report._ratio(row['ratio'])} ({report._ratios(row['ratio_runs'])}) | "
+                f"{_cpu(row['cpu_s_per_gib']['fhirbin'])} / {_cpu(row['cpu_s_per_gib']['nginx'])} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -25,11 +25,11 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return round(numerator / denominator, 4)
 
 
-def spread(values: list[float]) -> dict[str, Any]:
-    """Median, lowest and highest of a series of runs (all runs kept)."""
+def spread(values: list[float], digits: int = 1) -> dict[str, Any]:
+    """Median (``digits`` decimals), lowest and highest of a series of runs (all runs kept)."""
     return {
         "runs": values,
-        "median": round(statistics.median(values), 1),
+        "median": round(statistics.median(values), digits),
         "min": min(values),
         "max": max(values),
     }
