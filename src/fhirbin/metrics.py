@@ -30,8 +30,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: Screening outcomes (scanning/screener.py): ``clean`` (clamd found nothing), ``malware``,
 #: ``unscanned`` (clamd unavailable, stored under FHIRBIN_CLAMAV_FAIL_OPEN), ``unavailable``
-#: (clamd unavailable, refused), ``type-refused`` (the content-type policy refused it).
-VERDICTS = ("clean", "malware", "unscanned", "unavailable", "type-refused")
+#: (clamd unavailable, refused), ``type-refused`` (the content-type policy refused it), and
+#: ``inspection-refused`` (deep inspection, inspection/inspector.py, refused the staged bytes).
+VERDICTS = ("clean", "malware", "unscanned", "unavailable", "type-refused", "inspection-refused")
 
 #: Request durations: a small read takes well under a millisecond, a 1 GiB upload seconds.
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

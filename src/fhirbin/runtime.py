@@ -135,9 +135,11 @@ def build_metrics(environ: Mapping[str, str]) -> Metrics:
     return Metrics(Path(folder) if folder else None)
 
 
-def build_inspector(settings: Settings) -> Inspector | None:
+def build_inspector(
+    settings: Settings, verdicts: Callable[[str], None] | None = None
+) -> Inspector | None:
     """The deep inspection FHIRBIN_INSPECT asks for (None when off); an unknown rule in
-    FHIRBIN_INSPECT_ALLOW is a SettingsError at start-up."""
+    FHIRBIN_INSPECT_ALLOW is a SettingsError at start-up. ``verdicts`` hears each refusal."""
     if settings.inspect == "off":
         return None
     try:
@@ -152,7 +154,7 @@ def build_inspector(settings: Settings) -> Inspector | None:
         max_pixels=settings.inspect_max_pixels,
         allowed=allowed,
     )
-    return Inspector(limits, spool_dir=settings.data_dir / "tmp")
+    return Inspector(limits, spool_dir=settings.data_dir / "tmp", verdicts=verdicts)
 
 
 def uses_embedded_catalogue(settings: Settings) -> bool:
@@ -346,7 +348,7 @@ async def open_runtime(
             catalogue,
             max_size=settings.max_binary_size,
             screener=build_screener(settings, measured.verdict),
-            inspector=build_inspector(settings),
+            inspector=build_inspector(settings, measured.verdict),
         )
 
         async def active(client_id: str) -> bool:

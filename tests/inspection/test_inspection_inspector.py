@@ -17,6 +17,7 @@ from fhirbin.inspection.inspector import Inspector, kinds
 from fhirbin.inspection.rules import Limits, parse_rules
 from fhirbin.runtime import build_inspector
 from fhirbin.storage.memory import MemoryBlobStore
+from tests.api.test_api_operate import sample
 from tests.api.test_api_screening import id_of, peak_memory, serve
 from tests.inspection.corpus import CORPUS, PLAIN_PDF, pdf
 
@@ -76,6 +77,20 @@ async def test_a_fhir_xml_body_is_inspected_too(tmp_path: Path) -> None:
         assert response.status_code == 422, response.text
         assert rule in response.text
         id_of(await server.post(body(honest), "application/fhir+xml"))
+
+
+async def test_refusals_by_inspection_are_counted_as_a_screening_verdict(
+    tmp_path: Path,
+) -> None:
+    verdict = {"verdict": "inspection-refused"}
+    async with serve(tmp_path) as server:
+        for _, hostile, honest, declared, rule in CORPUS[:2]:
+            response = await server.post(hostile, declared)
+            assert response.status_code == 422, response.text
+            assert rule in response.text
+            id_of(await server.post(honest, declared))  # the honest twin: not counted
+        text = (await server.client.get("/metrics")).text
+        assert sample(text, "fhirbin_screening_verdicts_total", **verdict) == 2
 
 
 def big_pdf(size: int) -> bytes:

@@ -62,12 +62,18 @@ def kinds(media_type: str, head: bytes) -> set[str]:
     return found
 
 
+#: The screening verdict (metrics.VERDICTS) an inspection refusal is counted as.
+REFUSED = "inspection-refused"
+
+
 @dataclass(frozen=True)
 class Inspector:
-    """Call it as ``await inspector(declared_type, sniffed, staged)``; raises 422 to refuse."""
+    """Call it as ``await inspector(declared_type, sniffed, staged)``; raises 422 to refuse.
+    ``verdicts`` hears ``inspection-refused`` for each refusal (metrics.VERDICTS)."""
 
     limits: Limits
     spool_dir: Path
+    verdicts: Callable[[str], None] | None = None
 
     async def __call__(
         self, declared_type: str, sniffed: Sniffed | None, staged: StagedBlob
@@ -94,6 +100,8 @@ class Inspector:
                 sniffed_type=sniffed.media_type,
                 size=staged.info.size,
             )
+            if self.verdicts is not None:
+                self.verdicts(REFUSED)
             raise UnprocessableContent(
                 f"The content was refused: {finding.found} (inspection rule {finding.rule}; "
                 "docs/security.md#deep-inspection)"
