@@ -235,13 +235,15 @@ def binary_response(
 
 @dataclass(frozen=True)
 class Entry:
-    """One Bundle entry, format-neutral."""
+    """One Bundle entry, format-neutral: a Binary ``version`` (streamed), or a ``resource``
+    already built (an AuditEvent), or neither (a deleted version in a history)."""
 
     full_url: str | None
     version: BinaryVersion | None
     search_mode: str | None = None
     request: tuple[str, str] | None = None
     response: Mapping[str, str] | None = None
+    resource: Mapping[str, Any] | None = None
 
 
 def bundle_response(
@@ -254,6 +256,7 @@ def bundle_response(
     fmt: Representation,
     pretty: bool,
     subset: Subset = FULL,
+    cache_control: str = "private",
 ) -> StreamedResponse:
     """A searchset or history Bundle, streamed; Binaries inside are always FHIR (R4
     binary.html#rest)."""
@@ -295,7 +298,7 @@ def bundle_response(
         )
     headers = {
         "Content-Type": media_type(fmt),
-        "Cache-Control": "private",
+        "Cache-Control": cache_control,
         "Vary": "Accept",
         "X-Content-Type-Options": "nosniff",
     }
@@ -311,6 +314,10 @@ def bundle_response(
 def _resource(
     service: BinaryService, entry: Entry, fmt: Representation, pretty: bool, subset: Subset
 ) -> AsyncIterable[bytes] | None:
+    if entry.resource is not None:
+        if fmt is Representation.FHIR_XML:
+            return _once(resource_to_xml(entry.resource, pretty, declaration=False))
+        return _once(resource_bytes(entry.resource, fmt, pretty))
     if entry.version is None:
         return None
     return binary_stream(service, entry.version, fmt, pretty=pretty, subset=subset, nested=True)
