@@ -1,15 +1,20 @@
 """AuditLog: audit records buffered in memory and stored in batches, off the request path.
 
-Reads are audited after the response (api/audit.py builds the record); the records wait here
-and a background task stores them in batches of up to ``FLUSH_BATCH`` every ``FLUSH_INTERVAL``
-seconds. Writes are audited in their own transaction instead (service.py), never here. What a
-crash can lose is documented in docs/operations.md ("Audit").
+Reads, searches and refusals are audited after the response: the request path hands over only
+its facts with a builder (:meth:`AuditLog.defer`; api/observe.py hands over the finished
+request and api/audit_records.py builds its record), and a background task builds the records
+and stores them in batches of up to ``FLUSH_BATCH`` every ``FLUSH_INTERVAL`` seconds. Writes
+are audited in their own transaction instead (service.py), never here. What a crash, a clean
+shutdown and a database outage do to the buffered records is documented in
+docs/security.md#audit and docs/operations.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import structlog
 
@@ -21,15 +26,21 @@ FLUSH_BATCH = 500  # records per transaction, and the buffer size that triggers 
 MAX_PENDING = 100_000  # records held while the database is unreachable; more are dropped
 
 log = structlog.get_logger("fhirbin.audit")
+T = TypeVar("T")
+
+#: Makes the record of some facts, given a new record id; None when there is nothing to record.
+Builder = Callable[[T, str], AuditRecord | None]
 
 
 class AuditLog:
     """Audit records buffered in memory, stored in batches by a background task.
 
-    ``record`` never waits and never does I/O. ``flush`` stores everything pending (the
+    ``record`` (a built record) and ``defer`` (facts and the builder that makes their record
+    later) never wait and never do I/O. ``flush`` builds and stores everything pending (the
     AuditEvent handlers call it first, so a node reads its own records). If the database
-    fails, records stay pending (at most ``max_pending``; later ones are dropped and counted)
-    and the next flush retries; failures are logged with counts only.
+    fails, the built records stay pending (at most ``max_pending`` items; later ones are
+    dropped and counted) and the next flush retries; failures are logged with counts only. A
+    builder that raises loses that one record, logged.
     """
 
     def __init__(
@@ -47,7 +58,8 @@ class AuditLog:
         self.dropped = 0
         #: ids for request ids and records: time-ordered, cheap (fhir/ids.py)
         self.ids = TimeOrderedIds()
-        self._pending: list[AuditRecord] = []
+        # Built records, or (builder, facts) not built yet; in arrival order.
+        self._pending: list[AuditRecord | tuple[Builder[Any], Any]] = []
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._closing = False
@@ -58,11 +70,21 @@ class AuditLog:
         return len(self._pending)
 
     def record(self, record: AuditRecord) -> None:
-        if len(self._pending) >= self.max_pending:
+        """Store ``record`` with the next batch."""
+        self._add(record)
+
+    def defer(self, build: Builder[T], facts: T) -> None:
+        """Store ``build(facts, <new record id>)`` with the next batch: the record is made in
+        the flush, off the request path."""
+        self._add((build, facts))
+
+    def _add(self, item: AuditRecord | tuple[Builder[Any], Any]) -> None:
+        pending = self._pending
+        if len(pending) >= self.max_pending:
             self.dropped += 1
             return
-        self._pending.append(record)
-        if len(self._pending) >= self.batch:
+        pending.append(item)
+        if len(pending) >= self.batch:
             self._wake.set()
 
     def start(self) -> None:
@@ -82,21 +104,45 @@ class AuditLog:
     async def flush(self) -> None:
         async with self._lock:
             while self._pending:
-                # Copy, then drop once stored: records added meanwhile go to the end.
-                batch = self._pending[: self.batch]
+                # Copy, then drop once stored: items added meanwhile go to the end.
+                taken = self._pending[: self.batch]
+                batch = self._built(taken)
                 try:
-                    await self.store.add_audit(batch)
+                    if batch:
+                        await self.store.add_audit(batch)
                 except Exception as exc:
+                    # Keep the records built, not their facts: a retry stores the same ids.
+                    self._pending[: len(taken)] = batch
                     log.error(
                         "audit records could not be stored; will retry",
                         pending=len(self._pending),
                         error=type(exc).__name__,
                     )
                     return
-                del self._pending[: len(batch)]
+                del self._pending[: len(taken)]
             if self.dropped:
                 log.error("audit records were dropped: the buffer was full", dropped=self.dropped)
                 self.dropped = 0
+
+    def _built(self, items: list[AuditRecord | tuple[Builder[Any], Any]]) -> list[AuditRecord]:
+        records: list[AuditRecord] = []
+        failed: str | None = None
+        lost = 0
+        for item in items:
+            if isinstance(item, AuditRecord):
+                records.append(item)
+                continue
+            build, facts = item
+            try:
+                record = build(facts, self.ids.next())
+            except Exception as exc:  # a bug: lose this record, not the whole batch
+                failed, lost = type(exc).__name__, lost + 1
+                continue
+            if record is not None:
+                records.append(record)
+        if lost:
+            log.error("audit records could not be built", lost=lost, error=failed)
+        return records
 
     async def _run(self) -> None:
         while not self._closing:
