@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -24,14 +25,16 @@ from starlette.types import Message, Receive, Scope, Send
 
 import fhirbin.auditlog as auditlog_module
 from fhirbin.api.app import create_app
-from fhirbin.api.audit import AuditMiddleware, audit_log
-from fhirbin.api.middleware import CLAIMS_KEY
+from fhirbin.api.context import context_of
+from fhirbin.api.observe import ObserveMiddleware
 from fhirbin.auditlog import AuditLog
 from fhirbin.auth.tokens import AccessClaims
 from fhirbin.config import Settings
 from fhirbin.metadata.base import AuditQuery, AuditRecord
 from fhirbin.metadata.schema import audit_event
 from fhirbin.metadata.sql import SqlMetadataStore
+from fhirbin.metrics import Metrics
+from fhirbin.runtime import Runtime
 from tests.support import ALL_SCOPES, BASE, register, runtime_of, swap_runtime
 
 pytestmark = pytest.mark.anyio
@@ -72,7 +75,7 @@ async def auditor(app: Starlette, client: httpx.AsyncClient) -> Caller:
 
 async def stored(app: Starlette) -> list[AuditRecord]:
     rt = runtime_of(app)
-    await audit_log(rt).flush()
+    await rt.audit.flush()
     return await rt.catalogue.search_audit(AuditQuery(limit=100_000))
 
 
@@ -248,7 +251,13 @@ async def test_the_token_endpoint_is_audited_as_login(
 ) -> None:
     client_id, secret = await register(app)
     data = {"grant_type": "client_credentials", "scope": ALL_SCOPES}
-    good, rid = await send(client, "POST", "/fhir/auth/token", data=data, auth=(client_id, secret))
+    with structlog.testing.capture_logs() as logs:
+        good, rid = await send(
+            client, "POST", "/fhir/auth/token", data=data, auth=(client_id, secret)
+        )
+        bad, bad_rid = await send(
+            client, "POST", "/fhir/auth/token", data=data, auth=(client_id, "no")
+        )
     assert good.status_code == 200
     record = await only(app, rid)
     assert (record.action, record.subtype, record.outcome, record.status) == (
@@ -258,14 +267,19 @@ async def test_the_token_endpoint_is_audited_as_login(
         200,
     )
     assert record.bytes_sent == len(good.content)
-    bad, rid = await send(client, "POST", "/fhir/auth/token", data=data, auth=(client_id, "no"))
+    # No token yet: the record and the access line name the client the endpoint authenticated.
+    assert record.client_id == client_id
     assert bad.status_code == 401
-    record = await only(app, rid)
+    record = await only(app, bad_rid)
     assert (record.subtype, record.outcome, record.detail) == (
         "login",
         "4",
         "Client authentication failed.",
     )
+    assert record.client_id is None  # a failed authentication names nobody
+    lines = {e["request_id"]: e for e in logs if e["event"] == "request"}
+    assert lines[rid]["client_id"] == client_id
+    assert lines[bad_rid]["client_id"] is None
 
 
 async def test_discovery_is_not_audited_and_request_ids_are_echoed(
@@ -510,7 +524,7 @@ async def test_records_are_flushed_on_shutdown(
             )
             assert read.status_code == 200
         rt = runtime_of(application)
-        assert audit_log(rt).pending >= 2  # the token request and the read, at least
+        assert rt.audit.pending >= 2  # the token request and the read, at least
         in_database = await rt.catalogue.search_audit(AuditQuery(limit=1000))
         assert rid not in {r.request_id for r in in_database}
         assert [r.subtype for r in in_database] == ["create"]  # the write's own record
@@ -624,7 +638,72 @@ async def test_the_log_keeps_records_while_the_database_is_down() -> None:
     ]
 
 
+async def test_deferred_records_are_built_in_the_flush() -> None:
+    store = ListStore()
+    log = AuditLog(store)  # type: ignore[arg-type]
+    built: list[tuple[int, str]] = []
+
+    def build(n: int, record_id: str) -> AuditRecord | None:
+        built.append((n, record_id))
+        if n == 1:
+            return None  # nothing to record (a write that stored its own)
+        if n == 2:
+            raise KeyError("a bug in a builder")
+        return dataclasses.replace(a_record(n), id=record_id)
+
+    for n in range(4):
+        log.defer(build, n)
+    log.record(a_record(9))
+    assert built == []  # nothing made on the request path
+    assert log.pending == 5
+    with structlog.testing.capture_logs() as logs:
+        await log.flush()
+    assert [n for n, _ in built] == [0, 1, 2, 3]
+    # Built in order, the ready record kept its place; a failing builder loses its record only.
+    assert [r.status for r in store.records] == [200, 203, 209]
+    assert [r.id for r in store.records][:2] == [built[0][1], built[3][1]]
+    assert logs == [
+        {
+            "event": "audit records could not be built",
+            "lost": 1,
+            "error": "KeyError",
+            "log_level": "error",
+        }
+    ]
+    assert log.pending == 0
+
+
+async def test_deferred_records_are_built_once_while_the_database_is_down() -> None:
+    store = ListStore()
+    log = AuditLog(store)  # type: ignore[arg-type]
+    calls = 0
+
+    def build(n: int, record_id: str) -> AuditRecord:
+        nonlocal calls
+        calls += 1
+        return dataclasses.replace(a_record(n), id=record_id)
+
+    store.failing = True
+    log.defer(build, 0)
+    log.defer(build, 1)
+    with structlog.testing.capture_logs():
+        await log.flush()
+    assert (log.pending, calls, store.records) == (2, 2, [])
+    store.failing = False
+    await log.flush()
+    assert calls == 2  # the retry stores the records built the first time, same ids
+    assert [r.status for r in store.records] == [200, 201]
+
+
 # --- the middleware on its own ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The two parts of a Runtime the middleware uses."""
+
+    metrics: Metrics
+    audit: AuditLog
 
 
 async def run_middleware(
@@ -632,7 +711,8 @@ async def run_middleware(
 ) -> tuple[list[Message], list[AuditRecord], BaseException | None]:
     store = ListStore()
     log = AuditLog(store)  # type: ignore[arg-type]
-    middleware = AuditMiddleware(app, log=lambda: log)
+    parts = Parts(Metrics(), log)
+    middleware = ObserveMiddleware(app, runtime=lambda: cast(Runtime, parts))
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -681,7 +761,7 @@ async def test_verified_claims_name_who() -> None:
     claims = AccessClaims("app", "system/Binary.rs", "j", "iss", "aud", 0, 1, "user-7", "p9")
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        scope[CLAIMS_KEY] = claims
+        context_of(scope).claims = claims
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
@@ -737,7 +817,8 @@ async def test_what_is_not_audited() -> None:
     ]:
         sent, records, _failure = await run_middleware(app, path, method)
         assert records == []
-        assert all(name != b"x-request-id" for name, _ in sent[0]["headers"])
+        # Not audited, but answered with a request id like every response.
+        assert any(name == b"x-request-id" for name, _ in sent[0]["headers"])
     _sent, records, _failure = await run_middleware(app, "/fhir", "GET")
     assert [r.subtype for r in records] == ["operation"]
     _sent, records, _failure = await run_middleware(app, type="lifespan")

@@ -28,7 +28,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhirbin.api import reads, searches
-from fhirbin.api.audit import audit_log
 from fhirbin.config import Settings, load_settings
 from fhirbin.metadata.base import AuditQuery
 from fhirbin.runtime import Runtime
@@ -755,7 +754,7 @@ async def test_reads_and_searches_through_the_lane_are_audited_like_any_other(
         assert answer.headers["x-request-id"] == f"lane-{n}"
         answers[f"lane-{n}"] = answer
     assert calls == []  # every one answered by the lane
-    await audit_log(runtime).flush()
+    await runtime.audit.flush()
     records = {
         r.request_id: r
         for r in await runtime.catalogue.search_audit(AuditQuery(limit=1000))
@@ -796,7 +795,7 @@ async def test_a_patient_tokens_lane_read_is_audited_with_its_patient(
         f"/fhir/Binary/{binary_id}", headers={**patient, "X-Request-Id": "lane-patient"}
     )
     assert (answer.status_code, calls) == (200, [])
-    await audit_log(runtime).flush()
+    await runtime.audit.flush()
     (record,) = [
         r
         for r in await runtime.catalogue.search_audit(AuditQuery(limit=1000))

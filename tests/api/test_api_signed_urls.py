@@ -20,7 +20,6 @@ import pytest
 from defusedxml import ElementTree
 from starlette.applications import Starlette
 
-from fhirbin.api.audit import audit_log
 from fhirbin.auth import signed_urls
 from fhirbin.config import Settings
 from fhirbin.metadata.base import AuditQuery, AuditRecord
@@ -296,7 +295,7 @@ async def test_making_a_url_needs_a_token_that_may_read_the_binary(
 
 async def audit_records(app: Starlette) -> list[AuditRecord]:
     rt = runtime_of(app)
-    await audit_log(rt).flush()
+    await rt.audit.flush()
     return await rt.catalogue.search_audit(AuditQuery(limit=100_000))
 
 

@@ -18,13 +18,6 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from fhirbin.api.audit import (
-    AuditMiddleware,
-    audit_log,
-    request_id_of,
-    start_audit,
-    stop_audit,
-)
 from fhirbin.api.errors import error_response, exception_handlers
 from fhirbin.api.fastlane import FastLane
 from fhirbin.api.limits import LimitsMiddleware
@@ -135,7 +128,7 @@ def create_app(
         opened = runtime is None
         opening = await open_runtime(settings, migrate=migrate) if runtime is None else runtime
         app.state.runtime = opening
-        start_audit(opening)
+        opening.audit.start()  # the audit records' background flush (auditlog.py)
         tasks = [
             asyncio.create_task(_refresh_keys(opening)),
             asyncio.create_task(_every_second(opening)),
@@ -147,21 +140,16 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await stop_audit(opening)  # flushes the buffered audit records
+            await opening.audit.close()  # flushes the buffered audit records
             if opened:
                 await opening.close()
 
     middleware = [
-        # Outermost: the request id, metrics and access line of every request
-        # (api/observe.py), the CORS preflights and the one-step reads included.
-        Middleware(
-            ObserveMiddleware,
-            runtime=current,
-            request_id=lambda scope: request_id_of(scope, current().audit.ids),
-        ),
+        # Outermost: the request context, metrics, access line and audit record of every
+        # request (api/observe.py), the CORS preflights and the fast lane's answers included,
+        # and the requests CORS and AuthMiddleware refuse.
+        Middleware(ObserveMiddleware, runtime=current),
         *_cors(settings),
-        # Outside AuthMiddleware, so the requests it refuses are audited too.
-        Middleware(AuditMiddleware, log=lambda: audit_log(current())),
         *_fast_lane(settings, current),
         Middleware(
             AuthMiddleware,

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhirbin import __version__
+from fhirbin.api.context import context_of
 from fhirbin.api.render import pretty, resource_response
 from fhirbin.api.requests import parse_form, read_body, runtime
 from fhirbin.api.responses import json_response
@@ -133,6 +134,8 @@ async def token(request: Request) -> Response:
         )
     else:
         client = await _secret_client(rt, authorization, form)
+    # No token yet: the access line and the audit record name the client authenticated.
+    context_of(request.scope).client_id = client.client_id
     granted = grant(requested, client.scope)
     if not granted:
         raise OAuthError(

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from fhirbin.api.audit import FAULT_KEY, note_refusal
+from fhirbin.api.context import context_of
 from fhirbin.errors import (
     FhirbinError,
     InsufficientStorage,
@@ -86,7 +86,7 @@ def outcome_response(
 def error_response(exc: Exception, scope: Scope | None = None) -> Response:
     """Render any exception; safe to call from middleware and handlers alike."""
     if scope is not None:
-        note_refusal(scope, exc)  # the audit record says why (api/audit.py)
+        context_of(scope).refuse(exc)  # the audit record says why (api/audit_records.py)
     if isinstance(exc, OAuthError):
         payload = {"error": exc.error, "error_description": exc.diagnostics}
         return Response(
@@ -108,7 +108,7 @@ def error_response(exc: Exception, scope: Scope | None = None) -> Response:
         return error_response(_from_http_exception(exc), scope)
     if isinstance(exc, DependencyUnavailable | OutOfSpace):
         if scope is not None:
-            scope[FAULT_KEY] = exc.dependency  # counted by api/observe.py
+            context_of(scope).fault = exc.dependency  # counted by api/observe.py
         return error_response(_from_fault(exc), scope)
     incident = str(uuid.uuid4())
     log.error("unhandled error", incident=incident, exc_info=exc)

@@ -117,7 +117,6 @@ class FastLane:
                 access = grant(claims, "r", runtime.base_url)
                 planned = await vread_binary(runtime, access, ask, parts[1], parts[3], context)
             context.claims = claims
-            scope["fhirbin.claims"] = claims  # interim, until observe and audit read the context
             await planned.prepare(scope)
         except _DECLINED:
             context.version = context.query = None

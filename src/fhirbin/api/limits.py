@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fhirbin.api.middleware import CLAIMS_KEY
+from fhirbin.api.context import context_of
 from fhirbin.errors import FhirbinError, RequestTimeout, TooManyRequests
 
 Render = Callable[[Exception, Scope], ASGIApp]
@@ -94,7 +94,7 @@ class LimitsMiddleware:
 
 
 def _client_key(scope: Scope) -> str:
-    claims = scope.get(CLAIMS_KEY)
+    claims = context_of(scope).claims
     if claims is not None:
         return f"client:{claims.client_id}"
     client = scope.get("client")

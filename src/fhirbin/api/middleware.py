@@ -3,8 +3,8 @@
 A pure ASGI middleware, so a request costs no extra framework layer. It verifies the JWT (no
 database read: the verifier caches by token hash), checks the client has not been revoked (a
 per-node cache refreshed every ``revocation_check_interval`` seconds), and leaves the claims in
-the ASGI scope for the handlers' scope checks. Refusals follow RFC 6750 §3: no credentials →
-401 without an error code; a bad token → 401 ``invalid_token``.
+the request's context (api/context.py) for the handlers' scope checks. Refusals follow RFC 6750
+§3: no credentials → 401 without an error code; a bad token → 401 ``invalid_token``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from fhirbin.errors import BadRequest, FhirbinError, Unauthorized
 from fhirbin.faults import DependencyUnavailable, OutOfSpace
 from fhirbin.providers.authenticator import Authenticator
 
-CLAIMS_KEY = "fhirbin.claims"
 FHIR_PREFIX = "/fhir"
 
 #: R4 has no rule for these; docs/decisions.md#public-endpoints: discovery, capabilities and
@@ -62,8 +61,7 @@ class AuthMiddleware:
             refuse_query_token(scope)
             path: str = scope["path"]
             if _protected(path):
-                claims = await self._authenticate(scope)
-                scope[CLAIMS_KEY] = context_of(scope).claims = claims
+                context_of(scope).claims = await self._authenticate(scope)
         except (FhirbinError, DependencyUnavailable, OutOfSpace) as exc:
             # Rendered here: past this middleware Starlette's outer error handler would answer
             # and then re-raise it to the server as if it were a crash.

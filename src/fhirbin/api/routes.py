@@ -19,7 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Receive, Scope, Send
 
-from fhirbin.api import audit, discovery, operate, reads, searches, signed, writes
+from fhirbin.api import auditevents, discovery, operate, reads, searches, signed, writes
 from fhirbin.api.requests import runtime
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -59,8 +59,8 @@ def routes() -> list[BaseRoute]:
         route("/fhir/Binary/{id}/$signed-url", GET=signed.signed_url),
         route("/fhir/Binary/{id}/_history/{vid}/$signed-url", GET=signed.signed_url_of_version),
         route("/fhir/Binary/{id}/_history/{vid}/$signed-content", GET=signed.signed_content),
-        route("/fhir/AuditEvent", GET=audit.search),
-        route("/fhir/AuditEvent/{id}", GET=audit.read),
+        route("/fhir/AuditEvent", GET=auditevents.search),
+        route("/fhir/AuditEvent/{id}", GET=auditevents.read),
         route("/healthz", GET=operate.healthz),
         route("/readyz", GET=operate.readyz),
         route("/metrics", GET=operate.metrics),

@@ -28,7 +28,6 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from fhirbin.api.access import authorize
-from fhirbin.api.audit import AUDIT_KEY, INTERACTION_KEY
 from fhirbin.api.context import context_of
 from fhirbin.api.reading import ask_of, plan_version
 from fhirbin.api.render import pretty, resource_response
@@ -138,18 +137,14 @@ async def signed_content(request: Request) -> Response:
 def audit_as(
     scope: Scope, interaction: Interaction, version: int | None, client_id: str | None = None
 ) -> None:
-    """What the audit records for this request (api/audit.py, api/context.py): the
+    """What the audit records for this request (api/audit_records.py, api/context.py): the
     ``interaction``, the version served, and, when no token was verified, the client a signed
     URL was made for. The one place this module speaks to the audit."""
     context = context_of(scope)
-    context.interaction = scope[INTERACTION_KEY] = interaction
+    context.interaction = interaction
     context.version = version
     if client_id is not None:
         context.client_id = client_id
-    note: dict[str, object] = {"version": version}
-    if client_id is not None:
-        note["client_id"] = client_id
-    scope[AUDIT_KEY] = note
 
 
 def _signature(request: Request) -> str:

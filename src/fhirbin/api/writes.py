@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhirbin.api.access import authorize
-from fhirbin.api.audit import expunge_audit, write_audit
+from fhirbin.api.audit_records import expunge_audit, write_audit
 from fhirbin.api.render import binary_response, pretty, resource_response
 from fhirbin.api.requests import body_chunks, content_length, read_body, runtime, spool_body
 from fhirbin.errors import BadRequest, OperationDisabled, PayloadTooLarge

@@ -6,7 +6,7 @@ They read a local file: the store's staged temp file when it has one, else (S3) 
 to the data folder's temp space, read in chunks. They run in a worker thread, so the event loop
 never waits on a parser. The first finding is refused with a 422 whose diagnostics say what was
 found (never the content); the audit record of the request carries the same words
-(api/audit.py), and the service discards the staged bytes.
+(api/audit_records.py), and the service discards the staged bytes.
 """
 
 from __future__ import annotations
