@@ -167,7 +167,7 @@ async def test_metrics_count_requests_by_interaction_and_status_hot_reads_includ
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = answer.text
-    assert general_reads < 5  # the one-step lane answered some reads ...
+    assert general_reads < 5  # the fast lane answered some reads ...
     assert sample(text, "fhirbin_requests_total", interaction="read", status="200") == 5
     assert sample(text, "fhirbin_requests_total", interaction="create", status="201") == 1
     assert sample(text, "fhirbin_requests_total", interaction="vread", status="200") == 1
