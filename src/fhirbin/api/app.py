@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from fhirbin.api.errors import error_response, exception_handlers
 from fhirbin.api.fastlane import FastLane
@@ -111,6 +113,25 @@ def _fast_lane(settings: Settings, current: Callable[[], Runtime]) -> list[Middl
     return [Middleware(FastLane, runtime=current, max_header_size=settings.max_header_size)]
 
 
+class _Application(Starlette):
+    """Starlette with ``outer`` middleware around its own stack, outside its error handler.
+
+    Starlette's outermost layer (ServerErrorMiddleware, which turns an unexpected exception into
+    a 500) wraps every ``send``; the observing middleware, CORS and the fast lane need none of
+    it: the lane hands every request it cannot answer cleanly, unexpected errors included, to
+    the stack inside, which renders them (api/fastlane.py)."""
+
+    def __init__(self, outer: Sequence[Middleware], **kwargs: Any) -> None:
+        self.outer = list(outer)
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app = super().build_middleware_stack()
+        for cls, args, kwargs in reversed(self.outer):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
 def create_app(
     settings: Settings, runtime: Runtime | None = None, *, migrate: bool = True
 ) -> Starlette:
@@ -144,13 +165,15 @@ def create_app(
             if opened:
                 await opening.close()
 
-    middleware = [
+    outer = [
         # Outermost: the request context, metrics, access line and audit record of every
         # request (api/observe.py), the CORS preflights and the fast lane's answers included,
         # and the requests CORS and AuthMiddleware refuse.
         Middleware(ObserveMiddleware, runtime=current),
         *_cors(settings),
         *_fast_lane(settings, current),
+    ]
+    middleware = [
         Middleware(
             AuthMiddleware,
             authenticator=lambda: current().authenticator,
@@ -167,7 +190,8 @@ def create_app(
             render=error_response,
         ),
     ]
-    app = Starlette(
+    app = _Application(
+        outer,
         routes=routes(),
         middleware=middleware,
         exception_handlers=exception_handlers(),

@@ -22,7 +22,9 @@ work that cannot change the answer for such a request:
 
 Anything else — an unknown token, any error at all — falls through untouched to the general
 path, which decides from scratch and renders the error; nothing has been sent by then (a
-planned answer reads its body's first bytes before its status, api/responses.py). With
+planned answer reads its body's first bytes before its status, api/responses.py). The lane
+sits outside Starlette's own stack (api/app.py), so an unexpected error is rendered as a 500 by
+that stack's error handler when the general path meets it again. With
 ``FHIRBIN_RATE_LIMIT`` set the lane is not installed: LimitsMiddleware must count every
 request.
 """
@@ -41,7 +43,6 @@ from fhirbin.api.responses import StreamedResponse
 from fhirbin.api.searches import FORM, search_binaries
 from fhirbin.auth.tokens import AccessClaims
 from fhirbin.errors import FhirbinError
-from fhirbin.faults import DependencyUnavailable, OutOfSpace
 from fhirbin.fhir.negotiate import media_type_essence
 from fhirbin.security.access import grant
 
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
 PREFIX = "/fhir/Binary"
 #: A POSTed search body the lane reads itself; larger ones go the general way.
 MAX_FORM = 4096
-_DECLINED = (FhirbinError, DependencyUnavailable, OutOfSpace)
 
 
 class FastLane:
@@ -118,7 +118,7 @@ class FastLane:
                 planned = await vread_binary(runtime, access, ask, parts[1], parts[3], context)
             context.claims = claims
             await planned.prepare(scope)
-        except _DECLINED:
+        except Exception:
             context.version = context.query = None
             return False, receive
         await planned.send_prepared(scope, send)
