@@ -57,14 +57,25 @@ async def serving(settings: Settings) -> AsyncIterator[tuple[Starlette, httpx.As
             yield application, http
 
 
-async def bearer_for(
+async def issued_token(
     app: Starlette, http: httpx.AsyncClient, scope: str = ALL_SCOPES
-) -> dict[str, str]:
-    """Authorization headers of a new client holding ``scope``, through the token endpoint."""
+) -> tuple[str, str]:
+    """``(client_id, access token)`` of a new client holding ``scope``, through the real
+    token endpoint."""
     client_id, secret = await register(app, scope)
     answer = await http.post(
         "/fhir/auth/token",
         data={"grant_type": "client_credentials", "scope": scope},
         auth=(client_id, secret),
     )
-    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["access_token"]
+    return client_id, token
+
+
+async def bearer_for(
+    app: Starlette, http: httpx.AsyncClient, scope: str = ALL_SCOPES
+) -> dict[str, str]:
+    """Authorization headers of a new client holding ``scope``, through the token endpoint."""
+    _, token = await issued_token(app, http, scope)
+    return {"Authorization": f"Bearer {token}"}

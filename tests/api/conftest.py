@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 
 from fhirbin.api.app import create_app
 from fhirbin.config import Settings, load_settings
-from tests.support import ALL_SCOPES, BASE, register
+from tests.support import ALL_SCOPES, BASE, issued_token
 
 TokenFactory = Callable[..., Awaitable[str]]
 
@@ -70,14 +70,7 @@ def token_for(app: Starlette, client: httpx.AsyncClient) -> TokenFactory:
     """Get a real token through the real token endpoint for a new client with ``scope``."""
 
     async def make(scope: str = ALL_SCOPES) -> str:
-        client_id, secret = await register(app, scope)
-        response = await client.post(
-            "/fhir/auth/token",
-            data={"grant_type": "client_credentials", "scope": scope},
-            auth=(client_id, secret),
-        )
-        assert response.status_code == 200, response.text
-        token: str = response.json()["access_token"]
+        _, token = await issued_token(app, client, scope)
         return token
 
     return make

@@ -35,7 +35,7 @@ from fhirbin.metadata.schema import audit_event
 from fhirbin.metadata.sql import SqlMetadataStore
 from fhirbin.metrics import Metrics
 from fhirbin.runtime import Runtime
-from tests.support import ALL_SCOPES, BASE, register, runtime_of, swap_runtime
+from tests.support import ALL_SCOPES, BASE, issued_token, register, runtime_of, swap_runtime
 
 pytestmark = pytest.mark.anyio
 
@@ -53,14 +53,7 @@ class Caller:
 
 
 async def caller(app: Starlette, client: httpx.AsyncClient, scope: str = ALL_SCOPES) -> Caller:
-    client_id, secret = await register(app, scope)
-    response = await client.post(
-        "/fhir/auth/token",
-        data={"grant_type": "client_credentials", "scope": scope},
-        auth=(client_id, secret),
-    )
-    assert response.status_code == 200, response.text
-    return Caller(client_id, response.json()["access_token"])
+    return Caller(*await issued_token(app, client, scope))
 
 
 @pytest.fixture

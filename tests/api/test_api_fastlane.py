@@ -31,7 +31,7 @@ from fhirbin.api import reads, searches
 from fhirbin.config import Settings, load_settings
 from fhirbin.metadata.base import AuditQuery
 from fhirbin.runtime import Runtime
-from tests.support import ALL_SCOPES, BASE, register, runtime_of, serving
+from tests.support import ALL_SCOPES, BASE, issued_token, register, runtime_of, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -95,14 +95,7 @@ def bearer(token: str) -> dict[str, str]:
 
 async def token(app: Starlette, client: httpx.AsyncClient, scope: str = ALL_SCOPES) -> str:
     """A token from the real token endpoint (verified on this node only once it is used)."""
-    client_id, secret = await register(app, scope)
-    answer = await client.post(
-        "/fhir/auth/token",
-        data={"grant_type": "client_credentials", "scope": scope},
-        auth=(client_id, secret),
-    )
-    assert answer.status_code == 200, answer.text
-    value: str = answer.json()["access_token"]
+    _, value = await issued_token(app, client, scope)
     return value
 
 

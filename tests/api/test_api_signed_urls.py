@@ -323,6 +323,10 @@ async def test_the_read_is_audited_as_the_asking_clients_vread_without_the_signa
     stored = " ".join(repr(r) for r in records.values())
     assert sig not in stored
     assert sig.split(".")[2] not in stored
+    # The metrics (and the access line) count the served read as the vread it is.
+    exposition = runtime_of(app).metrics.exposition().decode()
+    assert 'fhirbin_requests_total{interaction="vread",status="200"} 1.0' in exposition
+    assert 'fhirbin_requests_total{interaction="vread",status="416"} 1.0' in exposition
 
 
 async def test_listed_origins_may_embed_signed_answers_and_nothing_else_changes(

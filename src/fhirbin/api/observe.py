@@ -154,6 +154,8 @@ class ObserveMiddleware:
                 status = 499 if cancelled else 500  # as the audit record says
             seconds = time.perf_counter() - started
             operate = path in OPERATE_PATHS
+            if ctx.interaction is not None:  # a handler may know better (a signed URL's vread)
+                code = ctx.interaction.subtype
             if not operate:
                 metrics.request(code, status, seconds, received, sent)
                 if ctx.fault is not None:
