@@ -209,7 +209,7 @@ def _native(service: BinaryService, ask: ReadAsk, version: BinaryVersion) -> Str
             small = service.small_content(version)
             if small is not None:
                 return StreamedResponse(status_code=200, raw_headers=encoded, content=small)
-            # Behind nginx (docs/deployment.md, "nginx sends the files"): the validators and
+            # Behind nginx (docs/decisions.md#nginx-sends-large-files): the validators and
             # the safe-serving headers are fhirbin's, the bytes nginx's (sendfile).
             redirect = None
             if ask.if_match is None and ask.if_unmodified_since is None:
