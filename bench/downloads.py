@@ -10,6 +10,12 @@ from nginx and from fhirbin, alternating, ``--runs`` rounds::
 
     .venv/bin/python bench/downloads.py --sizes 256M,1G --runs 3
     .venv/bin/python bench/downloads.py --variants default,runtime-threads-2 --runs 2
+    .venv/bin/python bench/downloads.py --variants default,accel-redirect --runs 5
+
+``accel-redirect`` is not a granian option set: fhirbin runs with ``FHIRBIN_ACCEL_REDIRECT``
+behind a second nginx configured by the block docs/deployment.md documents ("nginx sends the
+files"), and its downloads go through that nginx (fhirbin decides, nginx sends the file by
+sendfile); its CPU figure is fhirbin's and the front nginx's together.
 
 Per option set and size it prints MiB/s as median (lowest-highest) of the runs and the ratio of
 the medians with the range of the per-run ratios, and writes the JSON and the Markdown to
@@ -48,7 +54,55 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "runtime-blocking-threads-1": {"runtime_blocking_threads": 1},
     "http1-buffer-408k": {"http1_settings.max_buffer_size": 417792},
     "workers-1": {"workers": 1},
+    "accel-redirect": {"accel_redirect": "/_fhirbin_content/"},
 }
+
+DEPLOYMENT = run.REPO / "docs" / "deployment.md"
+ACCEL_HEADING = "## nginx sends the files (`FHIRBIN_ACCEL_REDIRECT`)"
+
+
+def front_nginx_conf(prefix: Path, fhirbin_port: int, blobs: Path, workers: int) -> tuple[str, int]:
+    """nginx.conf for nginx in front of fhirbin: the documented ``nginx`` block with its
+    listen, upstream and alias replaced; and the port it listens on."""
+    section = DEPLOYMENT.read_text().split(ACCEL_HEADING, 1)[1].split("\n## ", 1)[0]
+    site = section.split("```nginx\n", 1)[1].split("```", 1)[0]
+    port = run.free_port()
+    for old, new in (
+        ("server 127.0.0.1:8080;", f"server {run.HOST}:{fhirbin_port};"),
+        ("listen 80;", f"listen {run.HOST}:{port};"),
+        ("alias /srv/fhirbin/data/blobs/;", f"alias {blobs}/;"),
+    ):
+        if site.count(old) != 1:
+            raise HarnessError(f"docs/deployment.md's nginx block lost {old!r}")
+        site = site.replace(old, new)
+    temps = "".join(
+        f"    {kind}_temp_path {prefix}/{kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf = (
+        f"{user}worker_processes {workers};\ndaemon off;\npid {prefix}/nginx.pid;\n"
+        f"error_log {prefix}/error.log warn;\nevents {{\n    worker_connections 4096;\n}}\n"
+        f"http {{\n    access_log off;\n{temps}{site}}}\n"
+    )
+    return conf, port
+
+
+def start_front(
+    cfg: run.Config, tmp: Path, fb: run.Fhirbin, index: int
+) -> tuple[ManagedProcess, int]:
+    """nginx in front of ``fb`` (FHIRBIN_ACCEL_REDIRECT), as docs/deployment.md configures it."""
+    prefix = tmp / f"front-{index}"
+    prefix.mkdir()
+    conf, port = front_nginx_conf(prefix, fb.port, fb.data_dir / "blobs", cfg.workers)
+    (prefix / "nginx.conf").write_text(conf)
+    argv = [cfg.nginx, "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf")]
+    front = ManagedProcess(
+        "nginx front", [*argv, "-e", str(prefix / "error.log")], log=prefix / "stdout.log"
+    )
+    front.start()
+    front.wait_http(run.HOST, port, "/fhir/metadata", timeout=30)
+    return front, port
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -83,22 +137,24 @@ def launcher(tmp: Path) -> str:
 def start(cfg: run.Config, tmp: Path, variant: str, index: int) -> run.Fhirbin:
     options = dict(VARIANTS[variant])
     workers = options.pop("workers", cfg.workers)
+    env = {"FHIRBIN_ACCEL_REDIRECT": options.pop("accel_redirect", "")}
     return run.start_fhirbin(
         dataclasses.replace(cfg, workers=workers),
         tmp / "data",
         tmp / f"fhirbin-{variant}-{index}.log",
-        extra_env={"BENCH_GRANIAN": json.dumps(options)},
+        extra_env={"BENCH_GRANIAN": json.dumps(options), **env},
         name=f"fhirbin {variant}",
     )
 
 
-def cpu_seconds(server: ManagedProcess) -> float:
-    """User + system CPU time of the server and its workers so far."""
+def cpu_seconds(*servers: ManagedProcess) -> float:
+    """User + system CPU time of the servers and their workers so far."""
     total = 0.0
-    for proc in server.processes():
-        with contextlib.suppress(psutil.Error):
-            times = proc.cpu_times()
-            total += times.user + times.system
+    for server in servers:
+        for proc in server.processes():
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
     return total
 
 
@@ -107,16 +163,17 @@ def download(
     target: str,
     size: int,
     headers: dict[str, str] | None = None,
-    server: ManagedProcess | None = None,
+    server: ManagedProcess | tuple[ManagedProcess, ...] | None = None,
     cpu: list[float] | None = None,
 ) -> float:
-    """MiB/s of one download; with ``server`` and ``cpu``, the server's CPU seconds per GiB
-    sent are appended to ``cpu``."""
-    before = cpu_seconds(server) if server else 0.0
+    """MiB/s of one download; with ``server`` (one or several) and ``cpu``, their CPU seconds
+    per GiB sent are appended to ``cpu``."""
+    servers = () if server is None else server if isinstance(server, tuple) else (server,)
+    before = cpu_seconds(*servers)
     answer = run.probe(port, target, headers)
     run.expect(answer, 200, f"download {target}", size)
-    if server is not None and cpu is not None:
-        cpu.append(round((cpu_seconds(server) - before) / (size / GIB), 3))
+    if servers and cpu is not None:
+        cpu.append(round((cpu_seconds(*servers) - before) / (size / GIB), 3))
     return run.mib_s(size, answer.seconds)
 
 
@@ -151,13 +208,19 @@ def measure(ns: argparse.Namespace, tmp: Path, servers: list[ManagedProcess]) ->
                 for size, path in files.items():
                     ids[size], _ = fb.upload(path, "application/octet-stream", token)
             auth = {"Authorization": f"Bearer {token}"}
+            # where fhirbin's downloads go: fhirbin itself, or the nginx in front of it
+            port, measured = fb.port, (fb.server,)
+            if "accel_redirect" in VARIANTS[variant]:
+                front, port = start_front(cfg, tmp, fb, i)
+                servers.append(front)
+                measured = (fb.server, front)
             smallest = min(files)
             # unmeasured: the page cache (uploads past 16 MiB are written with O_DIRECT) and
             # the new workers' first large response
-            download(fb.port, f"/fhir/Binary/{ids[smallest]}", smallest, auth)
+            download(port, f"/fhir/Binary/{ids[smallest]}", smallest, auth)
             if i == 0:
                 for size in files:
-                    download(fb.port, f"/fhir/Binary/{ids[size]}", size, auth)
+                    download(port, f"/fhir/Binary/{ids[size]}", size, auth)
                     download(nginx_port, f"/{files[size].name}", size)
             for size, path in files.items():
                 run.log(
@@ -169,16 +232,17 @@ def measure(ns: argparse.Namespace, tmp: Path, servers: list[ManagedProcess]) ->
                 )
                 got["fhirbin"].append(
                     download(
-                        fb.port,
+                        port,
                         f"/fhir/Binary/{ids[size]}",
                         size,
                         auth,
-                        fb.server,
+                        measured,
                         got["fhirbin_cpu"],
                     )
                 )
-            fb.server.stop()
-            servers.remove(fb.server)
+            for server in reversed(measured):
+                server.stop()
+                servers.remove(server)
     out: dict[str, Any] = {}
     for (variant, size), got in series.items():
         out.setdefault(variant, {})[str(size)] = {
@@ -200,7 +264,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"### Downloads and granian's options: {results['started_utc']}, commit "
         f"`{(results['commit'] or 'unknown')[:7]}`",
         "",
-        f"nginx (sendfile) against fhirbin (pathsend) per option set; {results['runs']} rounds, "
+        "nginx (sendfile) against fhirbin (pathsend) per option set (accel-redirect: fhirbin "
+        "with FHIRBIN_ACCEL_REDIRECT behind nginx, which sends the file; CPU: both together); "
+        f"{results['runs']} rounds, "
         "each starting fhirbin anew per option set; MiB/s median (lowest-highest), ratio of the "
         "medians (range of the per-run ratios). Other processes used "
         f"{results['load']['during']['other_cpu_percent']}% of the CPUs during the run.",

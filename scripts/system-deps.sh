@@ -14,12 +14,16 @@
 #   chromium        headless Chromium for the browser tests (tests/e2e/test_e2e_browser.py: an
 #                   <img> through a signed URL, scripts in HTML/SVG Binaries that must not run);
 #                   started by the tests themselves with --headless --dump-dom, no driver.
+#   nginx           the web server tests/e2e/test_e2e_accel_redirect.py puts in front of fhirbin
+#                   (FHIRBIN_ACCEL_REDIRECT, docs/deployment.md), started by the test itself on
+#                   a free port with a prefix of its own; the packaged nginx service on port 80
+#                   is not started (policy-rc.d below) and the tests never use it.
 #   nodejs, npm     Medplum's client under node (tests/e2e/clients/medplum, npm ci from the
 #                   npm registry): only when no `node` or no `npm` is on PATH, so a Node.js
 #                   installed otherwise (NodeSource's, which bundles npm) is kept. Debian 12's
 #                   nodejs 18 runs the pinned @medplum/core.
 set -euo pipefail
-needed=(curl openssl libmagic1 clamav-daemon postgresql chromium)
+needed=(curl openssl libmagic1 clamav-daemon postgresql chromium nginx)
 missing=()
 for pkg in "${needed[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -77,8 +81,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   }
   trap cleanup EXIT
   # Debian's policy-rc.d hook: exit 101 forbids maintainer scripts to start services, so
-  # installing clamav-daemon starts neither clamd nor freshclam. Containers usually have one;
-  # otherwise a temporary one is put in place for the install and removed afterwards.
+  # installing clamav-daemon starts neither clamd nor freshclam, and nginx no server on port
+  # 80. Containers usually have one; otherwise a temporary one is put in place for the install
+  # and removed afterwards.
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     temp_policy=/usr/sbin/policy-rc.d
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$temp_policy" >/dev/null

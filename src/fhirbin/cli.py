@@ -288,6 +288,7 @@ def _serve(settings: Settings) -> None:
     from granian.http import HTTP1Settings
 
     _say_where(settings)
+    _say_accel_redirect(settings)
     swept = asyncio.run(_prepare(settings))
     if swept:
         click.echo(f"removed {swept} leftovers of interrupted uploads", err=True)
@@ -365,6 +366,27 @@ def _say_where(settings: Settings) -> None:
     from fhirbin.runtime import describe
 
     click.echo(f"fhirbin: {describe(settings)}", err=True)
+
+
+def _say_accel_redirect(settings: Settings) -> None:
+    """FHIRBIN_ACCEL_REDIRECT answers large downloads with no body: only nginx configured for
+    it makes them whole (docs/deployment.md, "nginx sends the files"), so say so at start."""
+    from fhirbin.runtime import accel_redirect
+
+    if not settings.accel_redirect:
+        return
+    env = "FHIRBIN_ACCEL_REDIRECT"
+    if accel_redirect(settings) is None:
+        click.echo(
+            f"fhirbin: {env} is set but ignored: the content is not in a local folder", err=True
+        )
+        return
+    click.echo(
+        f"fhirbin: {env}={settings.accel_redirect}: large native downloads are answered with "
+        "X-Accel-Redirect and no body; only nginx configured for it (docs/deployment.md) may "
+        "stand between fhirbin and its clients",
+        err=True,
+    )
 
 
 async def _prepare(settings: Settings) -> int:

@@ -318,6 +318,17 @@ SETTINGS: tuple[Setting, ...] = (
         "Lifetime in seconds of the signed URLs $signed-url makes: a URL serves one version of "
         'one Binary without a token until then (docs/api.md, "Signed URLs").',
     ),
+    Setting(
+        "accel_redirect",
+        str,
+        "",
+        'Only behind nginx configured for it (docs/deployment.md, "nginx sends the files"): '
+        "a path prefix such as /_fhirbin_content/. Set, a whole-content native GET of a "
+        "Binary stored in the local folder is answered with fhirbin's headers, no body and "
+        "X-Accel-Redirect: <prefix><the file's path under the blob folder>, and nginx sends "
+        "the file. Without that nginx a client gets an empty 200. Empty: off; ignored with "
+        "an S3 store.",
+    ),
     # --- limits ---
     Setting(
         "body_timeout",
@@ -394,6 +405,7 @@ class Settings:
     inspect_max_pixels: int
     cors_origins: str
     signed_url_ttl: int
+    accel_redirect: str
     body_timeout: int
     header_timeout: int
     rate_limit: int
@@ -468,6 +480,13 @@ def _validate(values: dict[str, Any]) -> None:
     for name in ("inspect_zip_max_expanded", "inspect_zip_max_ratio", "inspect_zip_max_depth"):
         if values[name] < 1:
             raise SettingsError(f"{_BY_NAME[name].env} must be at least 1")
+    accel = values["accel_redirect"].strip()
+    if accel and (not accel.startswith("/") or not accel.endswith("/") or " " in accel):
+        raise SettingsError(
+            f"{_BY_NAME['accel_redirect'].env} must be empty or a path starting and ending "
+            "with / (such as /_fhirbin_content/)"
+        )
+    values["accel_redirect"] = accel
     if values["base_url"].endswith("/"):
         values["base_url"] = values["base_url"].rstrip("/")
 

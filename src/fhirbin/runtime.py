@@ -190,6 +190,14 @@ async def open_catalogue(settings: Settings, *, migrate: bool = True) -> SqlMeta
     return await SqlMetadataStore.open(settings.catalogue_url, migrate=migrate)
 
 
+def accel_redirect(settings: Settings) -> tuple[str, Path] | None:
+    """FHIRBIN_ACCEL_REDIRECT's prefix and the blob folder it names files under; None when it
+    is off or the content is not in a local folder (an S3 store has no file for nginx)."""
+    if not settings.accel_redirect or settings.storage_url.strip():
+        return None
+    return settings.accel_redirect, settings.blob_dir
+
+
 def open_content_store(settings: Settings, environ: Mapping[str, str]) -> BlobStore:
     """The content store ``FHIRBIN_STORAGE_URL`` names (not cached; see ``open_runtime``)."""
     url = settings.storage_url.strip()
@@ -349,6 +357,7 @@ async def open_runtime(
             max_size=settings.max_binary_size,
             screener=build_screener(settings, measured.verdict),
             inspector=build_inspector(settings, measured.verdict),
+            redirect=accel_redirect(settings),
         )
 
         async def active(client_id: str) -> bool:

@@ -103,8 +103,12 @@ class BinaryService:
         clock: Clock = utc_now,
         screener: Screener | None = None,
         inspector: Inspector | None = None,
+        redirect: tuple[str, Path] | None = None,
     ) -> None:
         self.blobs = blobs
+        #: FHIRBIN_ACCEL_REDIRECT's prefix and the folder whose files it names (the local
+        #: store's root), or None: off (docs/deployment.md, "nginx sends the files")
+        self.redirect = redirect
         self.catalogue = catalogue
         self.max_size = max_size
         self.clock = clock
@@ -427,6 +431,20 @@ class BinaryService:
     def content_path(self, version: BinaryVersion) -> Path | None:
         """A local file holding the content, when the store has one (zero-copy sending)."""
         return self.blobs.open(_key(version)).path
+
+    def content_redirect(self, version: BinaryVersion) -> str | None:
+        """The X-Accel-Redirect URI naming the content's local file for nginx (the prefix,
+        then the file's path under the store's root), or None: off, or no local file."""
+        if self.redirect is None:
+            return None
+        path = self.content_path(version)
+        if path is None:
+            return None
+        prefix, root = self.redirect
+        try:
+            return prefix + path.relative_to(root).as_posix()
+        except ValueError:
+            return None
 
 
 #: Versions read per page when a patient-bound token's right to expunge is checked.

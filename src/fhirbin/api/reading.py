@@ -11,9 +11,10 @@ token it already verified. Neither decides anything itself; both call these func
 * :func:`read_binary` / :func:`vread_binary` check the id, negotiate the form, ask the service
   (which applies the caller's access, security/access.py) and return the plan;
 * :func:`plan_version` is the planner: from a version, the form and the ask it decides the
-  status, the headers and the body's source (memory, a local file, a stream from the store),
-  with no I/O. Its result is a :class:`StreamedResponse`, which carries exactly those three
-  things and sends them.
+  status, the headers and the body's source (memory, a local file, a stream from the store,
+  or — with ``FHIRBIN_ACCEL_REDIRECT``, behind nginx — an X-Accel-Redirect naming the local
+  file, which nginx sends), with no I/O. Its result is a :class:`StreamedResponse`, which
+  carries exactly those three things and sends them.
 
 The order of decisions follows RFC 9110 §13.2.2: preconditions (If-None-Match, then
 If-Modified-Since) → 304; then Range (with If-Range) on the native form → 206/416; else 200.
@@ -71,6 +72,8 @@ _HEADERS = {
     b"range": "range",
     b"prefer": "prefer",
     b"content-type": "content_type",
+    b"if-match": "if_match",
+    b"if-unmodified-since": "if_unmodified_since",
 }
 
 
@@ -88,6 +91,10 @@ class ReadAsk:
     range: str | None = None
     prefer: str | None = None
     content_type: str | None = None
+    #: not preconditions of a read here; seen only so that a redirect never carries them to
+    #: nginx, which would answer them itself from the file (docs/deployment.md)
+    if_match: str | None = None
+    if_unmodified_since: str | None = None
 
     def param(self, name: str) -> str | None:
         found = None
@@ -202,6 +209,13 @@ def _native(service: BinaryService, ask: ReadAsk, version: BinaryVersion) -> Str
             small = service.small_content(version)
             if small is not None:
                 return StreamedResponse(status_code=200, raw_headers=encoded, content=small)
+            # Behind nginx (docs/decisions.md#nginx-sends-large-files): the validators and
+            # the safe-serving headers are fhirbin's, the bytes nginx's (sendfile).
+            redirect = None
+            if ask.if_match is None and ask.if_unmodified_since is None:
+                redirect = service.content_redirect(version)
+            if redirect is not None:
+                return StreamedResponse(status_code=200, raw_headers=encoded, redirect=redirect)
         return StreamedResponse(
             status_code=200,
             raw_headers=encoded,

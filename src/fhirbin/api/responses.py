@@ -4,7 +4,10 @@
 ``text/*`` types, but R4 binary.html#rest wants ``Content-Type`` to be ``Binary.contentType``
 verbatim). A whole local file goes out through the ASGI ``http.response.pathsend`` extension
 when the server offers it (granian does), so Python never touches the bytes; otherwise it is
-streamed in chunks. HEAD gets the same headers and no body (R4 http.html#head).
+streamed in chunks. Behind nginx with ``FHIRBIN_ACCEL_REDIRECT`` (docs/deployment.md, "nginx
+sends the files"), a whole local file goes out as a ``redirect`` instead: fhirbin's headers,
+``X-Accel-Redirect`` naming the file, and no body; nginx sends the file by sendfile.
+HEAD gets the same headers and no body (R4 http.html#head).
 Once the body has started, an error cannot become an OperationOutcome any more: the exception
 propagates and the server aborts the connection, so a client never mistakes a truncated body
 for a complete one (Content-Length is always sent).
@@ -28,7 +31,9 @@ FHIR_JSON = "application/fhir+json; charset=utf-8"
 class StreamedResponse(Response):
     """A planned answer (api/reading.py): a status, headers (``headers``, or already encoded
     ``raw_headers``) and the body's source: ``content`` in memory, a local file ``path``
-    (sent by pathsend when the server offers it, else ``body``), or the ``body`` stream.
+    (sent by pathsend when the server offers it, else ``body``), the ``body`` stream, or a
+    ``redirect``: an X-Accel-Redirect URI for nginx, which sends that file itself (the answer
+    carries the headers, the redirect and ``Content-Length: 0``; nginx puts the file's in).
     ``gather``: the stream is small; it is read whole before the status, and sent at once
     with its Content-Length."""
 
@@ -42,6 +47,7 @@ class StreamedResponse(Response):
         path: Path | None = None,
         content: bytes | None = None,
         gather: bool = False,
+        redirect: str | None = None,
     ) -> None:
         self.status_code = status_code
         self.background = None
@@ -51,6 +57,15 @@ class StreamedResponse(Response):
         self.gather = gather
         self._first = b""
         self.raw_headers = raw_headers if raw_headers is not None else encode_headers(headers or {})
+        self.redirect = redirect
+        if redirect is not None:
+            self.body_iter = self.path = None
+            self.content = b""
+            self.raw_headers = [
+                *(item for item in self.raw_headers if item[0] != b"content-length"),
+                (b"content-length", b"0"),
+                (b"x-accel-redirect", redirect.encode("latin-1")),
+            ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.prepare(scope)
