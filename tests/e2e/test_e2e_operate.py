@@ -117,6 +117,14 @@ def test_metrics_sum_both_workers_and_access_lines_are_json_with_the_request_id(
     assert httpx.get(f"{served.origin}/readyz").json() == {"status": "ready"}
     assert httpx.get(f"{served.origin}/metrics").status_code == 401
     scrape = {"Authorization": "Bearer scrape-me"}
+    # Each worker hands its request figures to the shared files every second (metrics.py).
+    deadline = time.monotonic() + 5
+    while True:
+        text = httpx.get(f"{served.origin}/metrics", headers=scrape).text
+        if sample(text, "fhirbin_requests_total", interaction="read", status="200") == reads:
+            break
+        assert time.monotonic() < deadline, text
+        time.sleep(0.2)
     for _ in range(6):  # whichever worker answers the scrape sums both
         text = httpx.get(f"{served.origin}/metrics", headers=scrape).text
         assert sample(text, "fhirbin_requests_total", interaction="read", status="200") == reads

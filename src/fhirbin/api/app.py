@@ -48,11 +48,13 @@ GAUGE_INTERVAL = 1.0
 
 
 async def _every_second(runtime: Runtime) -> None:
-    """The audit backlog drains between requests too: sampled here, not per request. And the
-    access lines, written without a flush each (cli.configure_logging), leave standard error
-    within a second even when no other request comes."""
+    """The audit backlog drains between requests too: sampled here, not per request. The
+    request metrics this process added up are handed to prometheus-client (metrics.py). And
+    the access lines, written without a flush each (cli.configure_logging), leave standard
+    error within a second even when no other request comes."""
     while True:
         runtime.metrics.audit_backlog.set(runtime.audit.pending)
+        runtime.metrics.flush()
         with contextlib.suppress(OSError, ValueError):
             sys.stderr.flush()
         await asyncio.sleep(GAUGE_INTERVAL)
@@ -162,6 +164,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await opening.audit.close()  # flushes the buffered audit records
+            opening.metrics.flush()
             if opened:
                 await opening.close()
 
