@@ -367,15 +367,13 @@ class BinaryService:
     ) -> tuple[list[BinaryVersion], int | None]:
         assert query.ids is not None
         contexts = query.security_contexts
-        found = []
-        for binary_id in query.ids:
-            version = await self.catalogue.current(binary_id)
-            if (
-                version is not None
-                and not version.deleted
-                and (contexts is None or version.security_context in contexts)
-            ):
-                found.append(version)
+        if len(query.ids) == 1:  # the read's own lookup, remembered between writes
+            (only,) = query.ids
+            current = await self.catalogue.current(only)
+            live = [] if current is None or current.deleted else [current]
+        else:  # one round trip for them all
+            live = await self.catalogue.current_many(sorted(query.ids))
+        found = [v for v in live if contexts is None or v.security_context in contexts]
         # The catalogue's search order: lastUpdated, then id (metadata/queries.py).
         found.sort(key=lambda v: (v.last_updated, v.id), reverse=query.descending)
         return found[: query.limit], len(found) if with_total else None
