@@ -45,8 +45,17 @@ def chromium() -> str:
     return found
 
 
-def dump_dom(url: str, home: Path, *, budget_ms: int = 3000, timeout_ms: int | None = None) -> str:
-    """The DOM Chromium ends with after loading ``url`` (a new profile every time).
+def dump_dom(
+    url: str,
+    home: Path,
+    *,
+    budget_ms: int = 3000,
+    timeout_ms: int | None = None,
+    required: bool = True,
+) -> str:
+    """The DOM Chromium ends with after loading ``url`` (a new profile every time); with
+    ``required`` False, "" when it printed none (a navigation that became a download prints no
+    document on some Chromium builds).
 
     Chromium does not always exit once it has printed the DOM (after a download its helper
     processes linger), so it runs in a session of its own, which is killed once the DOM is
@@ -77,6 +86,8 @@ def dump_dom(url: str, home: Path, *, budget_ms: int = 3000, timeout_ms: int | N
             os.killpg(process.pid, signal.SIGKILL)  # the session this call started
         process.wait()
     dom = output.read_text(encoding="utf-8")
+    if not required and not dom.strip():
+        return ""
     assert dom.rstrip().endswith("</html>"), f"Chromium printed no DOM for {url}"
     return dom
 
